@@ -1,0 +1,952 @@
+//! The buddy page heap: whole pages over caller-supplied physical regions.
+//!
+//! # What it owns
+//!
+//! Every managed page. A region is a physical range the caller hands over
+//! (from the e820/UEFI/PVH memory map or a device tree), trimmed inward to
+//! page boundaries. Its per-page metadata ([`PageMeta`], 16 bytes a page,
+//! 0.39 % of the region) is carved from the top of the region itself, so
+//! the heap needs no memory of its own beyond a fixed table of
+//! [`MAX_REGIONS`] region descriptors. A region larger than `2^MAX_ORDER`
+//! pages (256 GiB) is split into several descriptors.
+//!
+//! Free pages form blocks of `2^order` pages, each aligned to its size in
+//! *physical* frame numbers (so the buddy of block `pfn` is
+//! `pfn ^ (1 << order)`, and a block of order `k` satisfies any alignment up
+//! to `2^k` pages). Each region keeps one free list per order and a bit mask
+//! of the non-empty lists: the smallest fitting order is one
+//! `trailing_zeros`.
+//!
+//! ```text
+//!  region: [ managed pages ....................................][meta]
+//!            │                                                    │
+//!            │  free lists per order (doubly linked through       │ one PageMeta
+//!            │  PageMeta.a / .b, region-local page indices)       │ per managed page
+//!  order 0 ● │ ─► [p7]                                            │
+//!  order 3 ● │ ─► [p8 ........ p15] ─► [p40 ....... p47]          │
+//!  order 5 ○ │                                                    │
+//!  mask = 0b0..01001                                              │
+//! ```
+//!
+//! # Invariants (all under the page heap lock)
+//!
+//! * A page's [`PageMeta`] says `FREE` exactly when the page is the first
+//!   page of a free block; its `order` is the block's order. Interior pages of
+//!   free blocks and of allocated page runs say `UNUSED`, so a stale tag can
+//!   never make a buddy look free. Checking whether a buddy is free is one
+//!   metadata load.
+//! * The first page of an allocated run says `RUN` (or `INTERNAL` for the
+//!   heap's own storage) and records the run's length, so a free can be
+//!   checked against it. Span pages are tagged by the span layer.
+//! * A run of any length `n` costs exactly `n` pages: a request is served
+//!   from a block of order `ceil(log2 n)` (or the alignment's order if
+//!   larger), and the surplus goes straight back as aligned blocks.
+//!
+//! # Concurrency
+//!
+//! One spin lock guards the free lists of all regions. Region descriptors
+//! are written once, under that lock, before the region count is published
+//! with `Release`; lookups from a pointer (the free path) read them without
+//! the lock. All metadata fields are atomics accessed with `Relaxed`
+//! ordering: writers hold the lock that owns the page (this one, or a
+//! span's central-list lock); lock-free readers only validate pointers.
+
+use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::error::HeapError;
+use crate::platform::IrqOff;
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use spin::mutex::{SpinMutex, SpinMutexGuard};
+use static_assertions::const_assert_eq;
+
+/// The largest block order: `2^26` pages (256 GiB) is one block.
+///
+/// A region descriptor covers at most this many pages, so the largest
+/// aligned block of any region is one block (a kernel allocating a 64 MiB
+/// framebuffer gets one). Larger regions are split into several
+/// descriptors.
+pub const MAX_ORDER: u32 = 26;
+/// Number of block orders, `0..=MAX_ORDER`.
+pub const ORDERS: usize = MAX_ORDER as usize + 1;
+/// How many region descriptors the heap holds. Memory maps of real machines
+/// have a handful of usable ranges; 63 keeps a region index in 6 bits of a
+/// [`PageId`].
+pub const MAX_REGIONS: usize = 63;
+
+const REGION_PAGES_MAX: u64 = 1 << MAX_ORDER;
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// The kind of a page, in the low byte of [`PageMeta::tag`].
+pub(crate) mod kind {
+    /// Interior of a free block or of an allocated run.
+    pub const UNUSED: u8 = 0;
+    /// First page of a free block; the high byte is the order.
+    pub const FREE: u8 = 1;
+    /// First page of a span; the high byte is the size class.
+    pub const SPAN_HEAD: u8 = 2;
+    /// Later page of a span; `a` is the distance to the head in pages.
+    /// (`SPAN_HEAD | 1`, so one comparison matches both.)
+    pub const SPAN_TAIL: u8 = 3;
+    /// First page of a run allocated by a caller; `a` is its length.
+    pub const RUN: u8 = 4;
+    /// First page of a run the heap uses itself; `a` is its length.
+    pub const INTERNAL: u8 = 5;
+}
+
+/// Per-page metadata, out of band (like Linux's `struct page`).
+///
+/// Meaning of the fields by kind (see [`kind`]):
+///
+/// | kind        | tag high byte | inuse / carved / free      | a          | b        |
+/// |-------------|---------------|----------------------------|------------|----------|
+/// | `FREE`      | order         | –                          | prev       | next     |
+/// | `SPAN_HEAD` | class         | objects out / carved / head of free list | prev | next |
+/// | `SPAN_TAIL` | class         | –                          | pages to head | –     |
+/// | `RUN`       | –             | –                          | page count | –        |
+#[repr(C, align(16))]
+pub(crate) struct PageMeta {
+    /// `kind | (class_or_order << 8)`.
+    pub(crate) tag: AtomicU16,
+    pub(crate) inuse: AtomicU16,
+    pub(crate) carved: AtomicU16,
+    pub(crate) free: AtomicU16,
+    pub(crate) a: AtomicU32,
+    pub(crate) b: AtomicU32,
+}
+const_assert_eq!(core::mem::size_of::<PageMeta>(), 16);
+
+const R: Ordering = Ordering::Relaxed;
+
+impl PageMeta {
+    #[inline(always)]
+    pub(crate) fn tag(&self) -> u16 {
+        self.tag.load(R)
+    }
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> u8 {
+        self.tag.load(R) as u8
+    }
+    #[inline(always)]
+    pub(crate) fn set_tag(&self, kind: u8, high: u8) {
+        self.tag.store(kind as u16 | (high as u16) << 8, R)
+    }
+}
+
+/// A page identified across regions: region index in the top 6 bits,
+/// page index within the region in the low 26. Links of the central lists.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub(crate) struct PageId(pub(crate) u32);
+
+impl PageId {
+    pub(crate) const NIL: PageId = PageId(NIL);
+    #[inline(always)]
+    fn new(region: usize, index: u64) -> Self {
+        PageId(((region as u32) << MAX_ORDER) | index as u32)
+    }
+    #[inline(always)]
+    pub(crate) fn is_nil(self) -> bool {
+        self.0 == NIL
+    }
+    #[inline(always)]
+    fn region(self) -> usize {
+        (self.0 >> MAX_ORDER) as usize
+    }
+    #[inline(always)]
+    fn index(self) -> u64 {
+        (self.0 & ((1 << MAX_ORDER) - 1)) as u64
+    }
+}
+
+/// A region descriptor, readable without the lock once published.
+struct RegionSlot {
+    /// First managed frame.
+    base: AtomicU64,
+    /// Managed pages (the metadata pages above them excluded).
+    pages: AtomicU64,
+    /// `pages` entries.
+    meta: AtomicPtr<PageMeta>,
+    /// The range this descriptor covers as the caller gave it (for overlap
+    /// checks and reports).
+    raw_start: AtomicU64,
+    raw_end: AtomicU64,
+}
+
+impl RegionSlot {
+    #[allow(clippy::declare_interior_mutable_const)] // only to initialise the array
+    const EMPTY: RegionSlot = RegionSlot {
+        base: AtomicU64::new(0),
+        pages: AtomicU64::new(0),
+        meta: AtomicPtr::new(core::ptr::null_mut()),
+        raw_start: AtomicU64::new(0),
+        raw_end: AtomicU64::new(0),
+    };
+}
+
+/// A published region, by value: where its pages and metadata are.
+#[derive(Copy, Clone)]
+pub(crate) struct Region<'a> {
+    pub(crate) index: usize,
+    /// First managed frame.
+    pub(crate) base: u64,
+    /// Managed pages.
+    pub(crate) pages: u64,
+    meta: &'a [PageMeta],
+}
+
+impl<'a> Region<'a> {
+    /// Metadata of the page at region-local index `i`.
+    #[inline(always)]
+    pub(crate) fn meta(&self, i: u64) -> &'a PageMeta {
+        &self.meta[i as usize]
+    }
+    /// The id of the page at region-local index `i`.
+    #[inline(always)]
+    pub(crate) fn id(&self, i: u64) -> PageId {
+        PageId::new(self.index, i)
+    }
+    /// The frame at region-local index `i`.
+    #[inline(always)]
+    pub(crate) fn pfn(&self, i: u64) -> Pfn {
+        Pfn::new(self.base + i)
+    }
+}
+
+/// Free lists of all regions; guarded by the page heap lock.
+struct Lists {
+    heads: [[u32; ORDERS]; MAX_REGIONS],
+    masks: [u32; MAX_REGIONS],
+    /// Free blocks per order, all regions.
+    blocks: [u64; ORDERS],
+    free_pages: u64,
+    managed_pages: u64,
+    meta_pages: u64,
+    /// Highest `managed_pages - free_pages` seen.
+    peak_used: u64,
+}
+
+/// A page run taken from the page heap.
+#[derive(Copy, Clone)]
+pub(crate) struct Run<'a> {
+    pub(crate) region: Region<'a>,
+    /// Region-local index of the first page.
+    pub(crate) index: u64,
+}
+
+/// Counters of the page heap, for [`HeapStats`](crate::HeapStats).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageStats {
+    /// Pages the heap manages (metadata excluded).
+    pub managed_pages: u64,
+    /// Pages of per-page metadata.
+    pub metadata_pages: u64,
+    /// Pages free in the buddy lists.
+    pub free_pages: u64,
+    /// Highest number of pages in use at once.
+    pub peak_used_pages: u64,
+    /// Free blocks per order.
+    pub free_blocks: [u64; ORDERS],
+    /// Region descriptors in use.
+    pub regions: usize,
+}
+
+/// The buddy page heap; see the [module docs](self).
+pub struct PageHeap {
+    offset: AtomicUsize,
+    count: AtomicUsize,
+    slots: [RegionSlot; MAX_REGIONS],
+    lists: SpinMutex<Lists>,
+}
+
+/// `ceil(log2(n))` for `n >= 1`.
+#[inline]
+fn ceil_log2(n: u64) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        64 - (n - 1).leading_zeros()
+    }
+}
+
+impl PageHeap {
+    pub(crate) const fn new() -> Self {
+        PageHeap {
+            offset: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            slots: [const { RegionSlot::EMPTY }; MAX_REGIONS],
+            lists: SpinMutex::new(Lists {
+                heads: [[NIL; ORDERS]; MAX_REGIONS],
+                masks: [0; MAX_REGIONS],
+                blocks: [0; ORDERS],
+                free_pages: 0,
+                managed_pages: 0,
+                meta_pages: 0,
+                peak_used: 0,
+            }),
+        }
+    }
+
+    /// Sets the phys→virt offset; before any region is added.
+    pub(crate) fn set_offset(&self, offset: PhysOffset) {
+        self.offset.store(offset.as_usize(), R);
+    }
+
+    #[inline(always)]
+    pub(crate) fn offset(&self) -> PhysOffset {
+        PhysOffset::new(self.offset.load(R))
+    }
+
+    /// The virtual address of a frame.
+    #[inline(always)]
+    pub(crate) fn virt(&self, pfn: Pfn) -> VirtAddr {
+        self.offset().to_virt(pfn.addr())
+    }
+
+    fn lock<'a>(&'a self, _irq: IrqOff<'_>) -> SpinMutexGuard<'a, Lists> {
+        self.lists.lock()
+    }
+
+    /// The published region with this index.
+    #[inline(always)]
+    fn region(&self, index: usize) -> Region<'_> {
+        let slot = &self.slots[index];
+        let pages = slot.pages.load(R);
+        // SAFETY: a published slot's `meta` points at `pages` initialised
+        // PageMeta entries inside managed memory, which stays mapped and
+        // reserved for the heap for as long as the heap exists.
+        let meta = unsafe { core::slice::from_raw_parts(slot.meta.load(R), pages as usize) };
+        Region {
+            index,
+            base: slot.base.load(R),
+            pages,
+            meta,
+        }
+    }
+
+    /// The region holding frame `pfn`, without taking the lock.
+    ///
+    /// # Time Complexity
+    /// O(regions): one comparison per region descriptor.
+    #[inline(always)]
+    pub(crate) fn find(&self, pfn: Pfn) -> Option<(Region<'_>, u64)> {
+        let count = self.count.load(Ordering::Acquire);
+        let pfn = pfn.as_u64();
+        for i in 0..count {
+            let slot = &self.slots[i];
+            let idx = pfn.wrapping_sub(slot.base.load(R));
+            if idx < slot.pages.load(R) {
+                return Some((self.region(i), idx));
+            }
+        }
+        None
+    }
+
+    /// The region and index of a page id.
+    #[inline(always)]
+    pub(crate) fn by_id(&self, id: PageId) -> (Region<'_>, u64) {
+        (self.region(id.region()), id.index())
+    }
+
+    /// Adds a region; see [`Heap::add_region`](crate::Heap::add_region).
+    ///
+    /// # Safety
+    /// `range` is RAM that nothing else uses, mapped read-write at
+    /// `phys + offset` for as long as the heap exists.
+    pub(crate) unsafe fn add_region(
+        &self,
+        irq: IrqOff<'_>,
+        range: PhysRange,
+    ) -> Result<u64, HeapError> {
+        let start = range.start.as_u64();
+        let end = range.end.as_u64();
+        if end <= start {
+            return Err(HeapError::EmptyRegion(range));
+        }
+        let overflow = HeapError::AddressOverflow {
+            start: range.start,
+            len: end - start,
+        };
+        let offset = self.offset().as_usize() as u64;
+        if end.checked_add(offset).is_none() || end > usize::MAX as u64 {
+            return Err(overflow);
+        }
+        let first = start.div_ceil(PAGE_SIZE as u64);
+        let last = end / PAGE_SIZE as u64;
+        if first >= last {
+            return Err(HeapError::EmptyRegion(range));
+        }
+        let mut lists = self.lock(irq);
+        let count = self.count.load(R);
+        for slot in &self.slots[..count] {
+            let existing = PhysRange::new(
+                PhysAddr::new(slot.raw_start.load(R)),
+                PhysAddr::new(slot.raw_end.load(R)),
+            );
+            if existing.overlaps(&range) {
+                return Err(HeapError::Overlap {
+                    new: range,
+                    existing,
+                });
+            }
+        }
+        if last - first < 2 {
+            return Err(HeapError::TooSmall(range));
+        }
+        let mut chunks = (last - first).div_ceil(REGION_PAGES_MAX) as usize;
+        // Each chunk must hold its metadata and at least one page: a last
+        // chunk of one page is dropped.
+        let mut last = last;
+        if (last - first) % REGION_PAGES_MAX == 1 && chunks > 1 {
+            last -= 1;
+            chunks -= 1;
+        }
+        if count + chunks > MAX_REGIONS {
+            return Err(HeapError::TooManyRegions(range));
+        }
+        let mut pfn = first;
+        let mut total = 0;
+        for c in 0..chunks {
+            let n = (last - pfn).min(REGION_PAGES_MAX);
+            let raw_start = if c == 0 { start } else { pfn << PAGE_SHIFT };
+            let raw_end = if c + 1 == chunks {
+                end
+            } else {
+                (pfn + n) << PAGE_SHIFT
+            };
+            // SAFETY: the chunk is part of `range`, which the caller vouches
+            // for; nothing else in the heap overlaps it (checked above).
+            total += unsafe { self.add_chunk(&mut lists, pfn, n, raw_start, raw_end) };
+            pfn += n;
+        }
+        Ok(total)
+    }
+
+    /// Carves metadata from the top of `n >= 2` pages at `first`, frees the
+    /// rest and publishes the descriptor. Returns the managed pages.
+    ///
+    /// # Safety
+    /// As for [`add_region`](Self::add_region), for these pages.
+    unsafe fn add_chunk(
+        &self,
+        lists: &mut Lists,
+        first: u64,
+        n: u64,
+        raw_start: u64,
+        raw_end: u64,
+    ) -> u64 {
+        // managed + ceil(managed * 16 / 4096) <= n
+        const PER_PAGE: u64 = (PAGE_SIZE / core::mem::size_of::<PageMeta>()) as u64;
+        let mut managed = n * PER_PAGE / (PER_PAGE + 1);
+        while managed + managed.div_ceil(PER_PAGE) > n {
+            managed -= 1;
+        }
+        let meta_pages = n - managed;
+        let meta_virt = self.virt(Pfn::new(first + managed));
+        let meta: *mut PageMeta = meta_virt.as_mut_ptr();
+        // SAFETY: the metadata pages are part of the caller's range, mapped
+        // and unused (add_region's contract); all-zero bytes are a valid
+        // PageMeta (atomics of 0, kind UNUSED).
+        unsafe { core::ptr::write_bytes(meta.cast::<u8>(), 0, meta_pages as usize * PAGE_SIZE) };
+        let index = self.count.load(R);
+        let slot = &self.slots[index];
+        slot.base.store(first, R);
+        slot.pages.store(managed, R);
+        slot.meta.store(meta, R);
+        slot.raw_start.store(raw_start, R);
+        slot.raw_end.store(raw_end, R);
+        lists.heads[index] = [NIL; ORDERS];
+        lists.masks[index] = 0;
+        lists.managed_pages += managed;
+        lists.meta_pages += meta_pages;
+        let region = self.region(index);
+        Self::free_range(lists, region, 0, managed);
+        self.count.store(index + 1, Ordering::Release);
+        managed
+    }
+
+    /// Allocates `n` pages aligned to `2^align_order` pages, ending at or
+    /// below frame `limit` if given. Tags the first page with `kind` and `n`.
+    ///
+    /// # Time Complexity
+    /// O(regions + MAX_ORDER) without a limit; with a limit, O(free blocks)
+    /// of the regions below it.
+    pub(crate) fn alloc(
+        &self,
+        irq: IrqOff<'_>,
+        n: u64,
+        align_order: u32,
+        limit: Option<Pfn>,
+        kind: u8,
+    ) -> Option<Run<'_>> {
+        if n == 0 || n > REGION_PAGES_MAX {
+            return None;
+        }
+        let need = ceil_log2(n).max(align_order);
+        if need > MAX_ORDER {
+            return None;
+        }
+        let mut lists = self.lock(irq);
+        let count = self.count.load(R);
+        // `order`: the block taken, to split down to `need` and trim; None
+        // when the run was assembled from smaller blocks, already exact.
+        let (region, index, order) = match limit {
+            None => {
+                // Smallest fitting order over all regions; on a tie the
+                // highest region, to keep low memory for limited requests.
+                let mut best: Option<(u32, usize, u64)> = None;
+                for r in 0..count {
+                    let m = lists.masks[r] >> need;
+                    if m == 0 {
+                        continue;
+                    }
+                    let o = need + m.trailing_zeros();
+                    let base = self.slots[r].base.load(R);
+                    if best.is_none_or(|(bo, _, bb)| o < bo || (o == bo && base > bb)) {
+                        best = Some((o, r, base));
+                    }
+                }
+                match best {
+                    Some((order, r, _)) => {
+                        let region = self.region(r);
+                        let index = lists.heads[r][order as usize] as u64;
+                        Self::unlink(&mut lists, region, index, order);
+                        (region, index, Some(order))
+                    }
+                    None => {
+                        let (region, index) = self.assemble(&mut lists, count, n, align_order)?;
+                        (region, index, None)
+                    }
+                }
+            }
+            Some(limit) => {
+                let (region, index, order) =
+                    self.take_below(&mut lists, count, n, need, limit.as_u64())?;
+                (region, index, Some(order))
+            }
+        };
+        if let Some(mut order) = order {
+            // Split down to `need`, keeping the lower half.
+            while order > need {
+                order -= 1;
+                Self::push(&mut lists, region, index + (1 << order), order);
+            }
+            // Give the surplus of the rounded-up block straight back.
+            Self::free_range(&mut lists, region, index + n, (1 << need) - n);
+        }
+        let used = lists.managed_pages - lists.free_pages;
+        lists.peak_used = lists.peak_used.max(used);
+        let head = region.meta(index);
+        head.set_tag(kind, 0);
+        head.a.store(n as u32, R);
+        Some(Run { region, index })
+    }
+
+    /// Finds and unlinks a free block of order >= `need` whose first `n`
+    /// pages end at or below `limit`.
+    fn take_below<'a>(
+        &'a self,
+        lists: &mut Lists,
+        count: usize,
+        n: u64,
+        need: u32,
+        limit: u64,
+    ) -> Option<(Region<'a>, u64, u32)> {
+        for r in 0..count {
+            let region = self.region(r);
+            if region.base + n > limit {
+                continue;
+            }
+            for order in need..=MAX_ORDER {
+                let mut i = lists.heads[r][order as usize];
+                while i != NIL {
+                    let idx = i as u64;
+                    // The block is aligned to 2^order >= 2^need, so its
+                    // lowest 2^need pages are a suitable block themselves.
+                    if region.base + idx + n <= limit {
+                        Self::unlink(lists, region, idx, order);
+                        return Some((region, idx, order));
+                    }
+                    i = region.meta(idx).b.load(R);
+                }
+            }
+        }
+        None
+    }
+
+    /// Finds `n` free pages made of adjacent smaller blocks when no block of
+    /// order `ceil(log2 n)` is free (a region that is not a power of two, or
+    /// fragmentation), the first aligned to `2^align_order` pages. Unlinks
+    /// the blocks and frees what lies past `n`.
+    ///
+    /// # Time Complexity
+    /// O(free blocks × log n): the slow path before reporting out of memory.
+    fn assemble<'a>(
+        &'a self,
+        lists: &mut Lists,
+        count: usize,
+        n: u64,
+        align_order: u32,
+    ) -> Option<(Region<'a>, u64)> {
+        let top = ceil_log2(n);
+        for r in 0..count {
+            let region = self.region(r);
+            for order in (align_order..top).rev() {
+                let mut h = lists.heads[r][order as usize];
+                while h != NIL {
+                    let start = h as u64;
+                    let end = start + n;
+                    let mut cursor = start;
+                    while cursor < end && cursor < region.pages {
+                        let m = region.meta(cursor);
+                        if m.kind() != kind::FREE {
+                            break;
+                        }
+                        cursor += 1 << (m.tag() >> 8);
+                    }
+                    if cursor >= end {
+                        let mut c = start;
+                        while c < cursor {
+                            let o = (region.meta(c).tag() >> 8) as u32;
+                            Self::unlink(lists, region, c, o);
+                            c += 1 << o;
+                        }
+                        Self::free_range(lists, region, end, cursor - end);
+                        return Some((region, start));
+                    }
+                    h = region.meta(start).b.load(R);
+                }
+            }
+        }
+        None
+    }
+
+    /// Frees a run of `n` pages at region-local `index`.
+    pub(crate) fn free(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64) {
+        let mut lists = self.lock(irq);
+        run.region.meta(run.index).set_tag(kind::UNUSED, 0);
+        Self::free_range(&mut lists, run.region, run.index, n);
+    }
+
+    /// Returns pages `[index + keep, index + n)` of a run to the free lists.
+    pub(crate) fn shrink(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64, keep: u64) {
+        let mut lists = self.lock(irq);
+        run.region.meta(run.index).a.store(keep as u32, R);
+        Self::free_range(&mut lists, run.region, run.index + keep, n - keep);
+    }
+
+    /// Extends a run of `n` pages to `new_n` if the pages after it are free.
+    ///
+    /// # Time Complexity
+    /// O(log(new_n - n)) blocks inspected.
+    pub(crate) fn grow(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64, new_n: u64) -> bool {
+        let region = run.region;
+        let end = run.index + new_n;
+        if end > region.pages {
+            return false;
+        }
+        let mut lists = self.lock(irq);
+        // Any free block holding the page after the run starts exactly
+        // there (it cannot include the run's last page), and so on.
+        let mut cursor = run.index + n;
+        while cursor < end {
+            let m = region.meta(cursor);
+            if m.kind() != kind::FREE {
+                return false;
+            }
+            cursor += 1 << (m.tag() >> 8);
+        }
+        let mut cursor = run.index + n;
+        while cursor < end {
+            let order = (region.meta(cursor).tag() >> 8) as u32;
+            Self::unlink(&mut lists, region, cursor, order);
+            cursor += 1 << order;
+        }
+        Self::free_range(&mut lists, region, end, cursor - end);
+        region.meta(run.index).a.store(new_n as u32, R);
+        let used = lists.managed_pages - lists.free_pages;
+        lists.peak_used = lists.peak_used.max(used);
+        true
+    }
+
+    /// Frees `[index, index + n)` as maximal aligned blocks, coalescing.
+    fn free_range(lists: &mut Lists, region: Region<'_>, mut index: u64, mut n: u64) {
+        while n > 0 {
+            let align = (region.base + index).trailing_zeros();
+            let fit = 63 - n.leading_zeros();
+            let order = align.min(fit).min(MAX_ORDER);
+            Self::free_block(lists, region, index, order);
+            index += 1 << order;
+            n -= 1 << order;
+        }
+    }
+
+    /// Frees one aligned block, merging it with free buddies.
+    fn free_block(lists: &mut Lists, region: Region<'_>, mut index: u64, mut order: u32) {
+        while order < MAX_ORDER {
+            let buddy = (region.base + index) ^ (1 << order);
+            let Some(b) = buddy.checked_sub(region.base) else {
+                break;
+            };
+            if b + (1 << order) > region.pages {
+                break;
+            }
+            let m = region.meta(b);
+            if m.tag() != kind::FREE as u16 | (order as u16) << 8 {
+                break;
+            }
+            Self::unlink(lists, region, b, order);
+            m.set_tag(kind::UNUSED, 0);
+            index = index.min(b);
+            order += 1;
+        }
+        Self::push(lists, region, index, order);
+    }
+
+    fn push(lists: &mut Lists, region: Region<'_>, index: u64, order: u32) {
+        let r = region.index;
+        let head = lists.heads[r][order as usize];
+        let m = region.meta(index);
+        m.set_tag(kind::FREE, order as u8);
+        m.a.store(NIL, R);
+        m.b.store(head, R);
+        if head != NIL {
+            region.meta(head as u64).a.store(index as u32, R);
+        }
+        lists.heads[r][order as usize] = index as u32;
+        lists.masks[r] |= 1 << order;
+        lists.blocks[order as usize] += 1;
+        lists.free_pages += 1 << order;
+    }
+
+    fn unlink(lists: &mut Lists, region: Region<'_>, index: u64, order: u32) {
+        let r = region.index;
+        let m = region.meta(index);
+        debug_assert_eq!(m.tag(), kind::FREE as u16 | (order as u16) << 8);
+        let (prev, next) = (m.a.load(R), m.b.load(R));
+        if prev == NIL {
+            lists.heads[r][order as usize] = next;
+        } else {
+            region.meta(prev as u64).b.store(next, R);
+        }
+        if next != NIL {
+            region.meta(next as u64).a.store(prev, R);
+        }
+        if lists.heads[r][order as usize] == NIL {
+            lists.masks[r] &= !(1 << order);
+        }
+        m.set_tag(kind::UNUSED, 0);
+        lists.blocks[order as usize] -= 1;
+        lists.free_pages -= 1 << order;
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self, irq: IrqOff<'_>) -> PageStats {
+        let lists = self.lock(irq);
+        PageStats {
+            managed_pages: lists.managed_pages,
+            metadata_pages: lists.meta_pages,
+            free_pages: lists.free_pages,
+            peak_used_pages: lists.peak_used,
+            free_blocks: lists.blocks,
+            regions: self.count.load(R),
+        }
+    }
+
+    /// The ranges of the region descriptors, as the caller gave them.
+    pub(crate) fn region_range(&self, index: usize) -> Option<PhysRange> {
+        if index >= self.count.load(Ordering::Acquire) {
+            return None;
+        }
+        let slot = &self.slots[index];
+        Some(PhysRange::new(
+            PhysAddr::new(slot.raw_start.load(R)),
+            PhysAddr::new(slot.raw_end.load(R)),
+        ))
+    }
+
+    /// Checks every invariant of the free lists. For tests.
+    ///
+    /// # Panics
+    /// On the first violated invariant.
+    pub(crate) fn check(&self, irq: IrqOff<'_>) {
+        let lists = self.lock(irq);
+        let mut free = 0;
+        for r in 0..self.count.load(R) {
+            let region = self.region(r);
+            for order in 0..ORDERS {
+                let mut i = lists.heads[r][order];
+                let mut prev = NIL;
+                assert_eq!(
+                    lists.masks[r] & (1 << order) != 0,
+                    i != NIL,
+                    "mask of order {order}"
+                );
+                while i != NIL {
+                    let m = region.meta(i as u64);
+                    assert_eq!(m.tag(), kind::FREE as u16 | (order as u16) << 8);
+                    assert_eq!(m.a.load(R), prev, "back link");
+                    assert_eq!(
+                        (region.base + i as u64) % (1 << order),
+                        0,
+                        "block alignment"
+                    );
+                    assert!(i as u64 + (1 << order) <= region.pages);
+                    free += 1u64 << order;
+                    prev = i;
+                    i = m.b.load(R);
+                }
+            }
+        }
+        assert_eq!(free, lists.free_pages, "free page count");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// A page-aligned host buffer posing as physical memory (offset 0).
+    struct Arena {
+        mem: Vec<u8>,
+    }
+    impl Arena {
+        fn new(pages: usize) -> Self {
+            Arena {
+                mem: std::vec![0u8; (pages + 1) * PAGE_SIZE],
+            }
+        }
+        fn range(&mut self, from_page: usize, pages: usize) -> PhysRange {
+            let base = (self.mem.as_mut_ptr() as usize).next_multiple_of(PAGE_SIZE)
+                + from_page * PAGE_SIZE;
+            PhysRange::from_start_len(PhysAddr::new(base as u64), (pages * PAGE_SIZE) as u64)
+                .unwrap()
+        }
+    }
+
+    fn irq() -> IrqOff<'static> {
+        IrqOff::new(&())
+    }
+
+    #[test]
+    fn metadata_is_carved_and_under_half_a_percent() {
+        let mut a = Arena::new(1024);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        let managed = unsafe { heap.add_region(irq(), a.range(0, 1024)) }.unwrap();
+        let s = heap.stats(irq());
+        assert_eq!(managed + s.metadata_pages, 1024);
+        assert_eq!(s.metadata_pages, 4);
+        assert_eq!(s.free_pages, managed);
+        assert!(s.metadata_pages as f64 / 1024.0 <= 0.005);
+        heap.check(irq());
+    }
+
+    #[test]
+    fn runs_cost_exactly_their_pages_and_coalesce_back() {
+        let mut a = Arena::new(512);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), a.range(0, 512)) }.unwrap();
+        let start = heap.stats(irq()).free_pages;
+        let mut runs = Vec::new();
+        for n in [1u64, 3, 5, 7, 17, 2, 33] {
+            let run = heap.alloc(irq(), n, 0, None, kind::RUN).unwrap();
+            assert_eq!(
+                heap.stats(irq()).free_pages,
+                start - runs.iter().map(|(_, n)| n).sum::<u64>() - n
+            );
+            runs.push((run, n));
+            heap.check(irq());
+        }
+        // no two runs overlap
+        for (i, (r1, n1)) in runs.iter().enumerate() {
+            for (r2, n2) in &runs[i + 1..] {
+                assert!(r1.index + n1 <= r2.index || r2.index + n2 <= r1.index);
+            }
+        }
+        for (run, n) in runs.into_iter().rev() {
+            heap.free(irq(), run, n);
+            heap.check(irq());
+        }
+        assert_eq!(heap.stats(irq()).free_pages, start);
+    }
+
+    #[test]
+    fn alignment_and_limit_are_honoured() {
+        let mut a = Arena::new(2048);
+        let heap = PageHeap::new();
+        let range = a.range(3, 2000);
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), range) }.unwrap();
+        let run = heap.alloc(irq(), 3, 6, None, kind::RUN).unwrap();
+        assert_eq!(run.region.pfn(run.index).as_u64() % 64, 0);
+        let limit = range.start.pfn().add(40);
+        let low = heap.alloc(irq(), 8, 0, Some(limit), kind::RUN).unwrap();
+        assert!(low.region.pfn(low.index).as_u64() + 8 <= limit.as_u64());
+        assert!(heap
+            .alloc(irq(), 64, 0, Some(range.start.pfn().add(10)), kind::RUN)
+            .is_none());
+        heap.check(irq());
+    }
+
+    #[test]
+    fn grow_and_shrink_in_place() {
+        let mut a = Arena::new(300);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), a.range(0, 300)) }.unwrap();
+        let start = heap.stats(irq()).free_pages;
+        let run = heap.alloc(irq(), 5, 0, None, kind::RUN).unwrap();
+        assert!(heap.grow(irq(), run, 5, 8));
+        assert_eq!(heap.stats(irq()).free_pages, start - 8);
+        heap.shrink(irq(), run, 8, 2);
+        assert_eq!(heap.stats(irq()).free_pages, start - 2);
+        heap.check(irq());
+        let blocker = heap.alloc(irq(), 1, 0, None, kind::RUN).unwrap();
+        if blocker.index == run.index + 2 {
+            assert!(!heap.grow(irq(), run, 2, 4));
+        }
+        heap.free(irq(), blocker, 1);
+        heap.free(irq(), run, 2);
+        assert_eq!(heap.stats(irq()).free_pages, start);
+        heap.check(irq());
+    }
+
+    #[test]
+    fn bad_regions_are_errors() {
+        let mut a = Arena::new(64);
+        let heap = PageHeap::new();
+        let r = a.range(0, 32);
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), r) }.unwrap();
+        let overlapping = PhysRange::new(
+            PhysAddr::new(r.end.as_u64() - 1),
+            PhysAddr::new(r.end.as_u64() + 8192),
+        );
+        let tiny = PhysRange::new(
+            PhysAddr::new(r.end.as_u64() + 1),
+            PhysAddr::new(r.end.as_u64() + 4000),
+        );
+        let inverted = PhysRange::new(PhysAddr::new(0x5000), PhysAddr::new(0x4000));
+        let one = a.range(40, 1);
+        let add = |range| {
+            // SAFETY: every one of these ranges is rejected before memory is
+            // touched (checked by the assertions below).
+            unsafe { heap.add_region(irq(), range) }
+        };
+        assert!(matches!(add(overlapping), Err(HeapError::Overlap { .. })));
+        assert_eq!(add(tiny), Err(HeapError::EmptyRegion(tiny)));
+        assert_eq!(add(inverted), Err(HeapError::EmptyRegion(inverted)));
+        assert_eq!(add(one), Err(HeapError::TooSmall(one)));
+        let high = PageHeap::new();
+        high.set_offset(PhysOffset::new(0xffff_8000_0000_0000));
+        let huge = PhysRange::new(
+            PhysAddr::new(0x8000_0000_0000),
+            PhysAddr::new(0x8000_0001_0000),
+        );
+        // SAFETY: rejected before any memory is touched.
+        let r = unsafe { high.add_region(irq(), huge) };
+        assert!(matches!(r, Err(HeapError::AddressOverflow { .. })), "{r:?}");
+        heap.check(irq());
+    }
+}

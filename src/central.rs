@@ -1,0 +1,256 @@
+//! Central lists: one per size class, the shared pool behind the CPU caches.
+//!
+//! # What it owns
+//!
+//! Every span of its class. Spans with at least one free object sit on a
+//! doubly linked list (through the head page's `PageMeta.a/.b`); full spans
+//! are on no list and come back to it when an object returns. The list
+//! prefers partly used spans: a span that gets an object back after being
+//! full goes to the front, an empty span to the back, so allocation fills
+//! the fullest spans first and nearly empty ones drain (TCMalloc's policy).
+//!
+//! Objects move to and from the per-CPU caches in batches
+//! ([`take`](CentralList::take), [`give`](CentralList::give)): the lock is
+//! taken once per batch, not once per object.
+//!
+//! # Empty spans
+//!
+//! A span whose last object returns is kept, up to [`reserve`] empty spans
+//! per class, so a workload that oscillates around a span boundary does not
+//! bounce pages to and from the page heap (SLUB's `min_partial`). Beyond
+//! that, and on [`reclaim`](CentralList::reclaim), empty spans go back to
+//! the page heap at once.
+//!
+//! # Locking
+//!
+//! One spin lock per class, always taken with interrupts masked (an
+//! [`IrqOff`] token). The page heap's lock nests inside it; nothing takes a
+//! central lock while holding the page heap's.
+
+use crate::addr::VirtAddr;
+use crate::buddy::{kind, PageHeap, PageId};
+use crate::platform::IrqOff;
+use crate::size_class::SizeClass;
+use crate::span::Span;
+use core::sync::atomic::Ordering;
+use spin::mutex::SpinMutex;
+
+const R: Ordering = Ordering::Relaxed;
+
+/// Empty spans kept per class: two for one-page spans, one for larger
+/// spans (whose pages are worth more to the rest of the heap).
+pub(crate) fn reserve(class: SizeClass) -> u32 {
+    if class.info().span_order == 0 {
+        2
+    } else {
+        1
+    }
+}
+
+struct Lists {
+    head: PageId,
+    tail: PageId,
+    /// Spans of this class, on the list or full.
+    spans: u32,
+    /// Empty spans on the list.
+    empty: u32,
+    /// Objects out of spans (in CPU caches or with users).
+    out: u64,
+}
+
+/// Counters of one class, for [`HeapStats`](crate::HeapStats).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Spans of this class.
+    pub spans: u32,
+    /// Of which empty (kept in reserve).
+    pub empty_spans: u32,
+    /// Objects out of spans: in CPU caches or in use.
+    pub objects_out: u64,
+}
+
+/// The central list of one size class; see the [module docs](self).
+pub(crate) struct CentralList {
+    lists: SpinMutex<Lists>,
+}
+
+impl CentralList {
+    pub(crate) const fn new() -> Self {
+        CentralList {
+            lists: SpinMutex::new(Lists {
+                head: PageId::NIL,
+                tail: PageId::NIL,
+                spans: 0,
+                empty: 0,
+                out: 0,
+            }),
+        }
+    }
+
+    /// Moves up to `out.len()` objects of `class` into `out`, making spans
+    /// from the page heap as needed. Returns how many; 0 means out of memory.
+    ///
+    /// # Time Complexity
+    /// O(out.len()), plus one page heap allocation per new span.
+    pub(crate) fn take(
+        &self,
+        irq: IrqOff<'_>,
+        pages: &PageHeap,
+        class: SizeClass,
+        out: &mut [VirtAddr],
+    ) -> usize {
+        let offset = pages.offset();
+        let order = class.info().span_order as u32;
+        let mut l = self.lists.lock();
+        let mut n = 0;
+        while n < out.len() {
+            let span = if l.head.is_nil() {
+                let Some(run) = pages.alloc(irq, 1 << order, order, None, kind::SPAN_HEAD) else {
+                    break;
+                };
+                let span = Span::init(run, class);
+                l.spans += 1;
+                l.empty += 1;
+                Self::link_front(&mut l, pages, span);
+                span
+            } else {
+                let (region, index) = pages.by_id(l.head);
+                Span { region, index }
+            };
+            if span.inuse() == 0 {
+                l.empty -= 1;
+            }
+            while n < out.len() {
+                match span.pop(offset) {
+                    Some(obj) => {
+                        out[n] = obj;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            if span.is_full() {
+                Self::unlink(&mut l, pages, span);
+            }
+        }
+        l.out += n as u64;
+        n
+    }
+
+    /// Returns objects of `class` to their spans. Each was validated as an
+    /// object of this class when it was freed.
+    ///
+    /// # Time Complexity
+    /// O(objs.len() × regions), plus one page heap free per span released.
+    pub(crate) fn give(
+        &self,
+        irq: IrqOff<'_>,
+        pages: &PageHeap,
+        class: SizeClass,
+        objs: &[VirtAddr],
+    ) {
+        let offset = pages.offset();
+        let keep = reserve(class);
+        let mut l = self.lists.lock();
+        for &obj in objs {
+            let (span, index) = match Span::locate(pages, obj, class) {
+                Ok(found) => found,
+                Err(why) => panic!("strata: cached object {obj} is no longer valid: {why:?}"),
+            };
+            let was_full = span.is_full();
+            span.push(offset, index);
+            if was_full {
+                Self::link_front(&mut l, pages, span);
+            }
+            if span.inuse() == 0 {
+                Self::unlink(&mut l, pages, span);
+                if l.empty < keep {
+                    span.reset();
+                    l.empty += 1;
+                    Self::link_back(&mut l, pages, span);
+                } else {
+                    l.spans -= 1;
+                    pages.free(irq, span.retire(), 1 << class.info().span_order);
+                }
+            }
+        }
+        l.out -= objs.len() as u64;
+    }
+
+    /// Gives every empty span back to the page heap. Returns the pages freed.
+    pub(crate) fn reclaim(&self, irq: IrqOff<'_>, pages: &PageHeap, class: SizeClass) -> u64 {
+        let mut l = self.lists.lock();
+        let span_pages = 1u64 << class.info().span_order;
+        let mut freed = 0;
+        let mut cursor = l.head;
+        while !cursor.is_nil() {
+            let (region, index) = pages.by_id(cursor);
+            let span = Span { region, index };
+            cursor = PageId(span.head().b.load(R));
+            if span.inuse() == 0 {
+                Self::unlink(&mut l, pages, span);
+                l.spans -= 1;
+                l.empty -= 1;
+                pages.free(irq, span.retire(), span_pages);
+                freed += span_pages;
+            }
+        }
+        freed
+    }
+
+    pub(crate) fn stats(&self) -> ClassStats {
+        let l = self.lists.lock();
+        ClassStats {
+            spans: l.spans,
+            empty_spans: l.empty,
+            objects_out: l.out,
+        }
+    }
+
+    fn link_front(l: &mut Lists, pages: &PageHeap, span: Span<'_>) {
+        let id = span.id();
+        let head = span.head();
+        head.a.store(PageId::NIL.0, R);
+        head.b.store(l.head.0, R);
+        if l.head.is_nil() {
+            l.tail = id;
+        } else {
+            let (r, i) = pages.by_id(l.head);
+            r.meta(i).a.store(id.0, R);
+        }
+        l.head = id;
+    }
+
+    fn link_back(l: &mut Lists, pages: &PageHeap, span: Span<'_>) {
+        let id = span.id();
+        let head = span.head();
+        head.a.store(l.tail.0, R);
+        head.b.store(PageId::NIL.0, R);
+        if l.tail.is_nil() {
+            l.head = id;
+        } else {
+            let (r, i) = pages.by_id(l.tail);
+            r.meta(i).b.store(id.0, R);
+        }
+        l.tail = id;
+    }
+
+    fn unlink(l: &mut Lists, pages: &PageHeap, span: Span<'_>) {
+        let head = span.head();
+        let (prev, next) = (PageId(head.a.load(R)), PageId(head.b.load(R)));
+        if prev.is_nil() {
+            l.head = next;
+        } else {
+            let (r, i) = pages.by_id(prev);
+            r.meta(i).b.store(next.0, R);
+        }
+        if next.is_nil() {
+            l.tail = prev;
+        } else {
+            let (r, i) = pages.by_id(next);
+            r.meta(i).a.store(prev.0, R);
+        }
+        head.a.store(PageId::NIL.0, R);
+        head.b.store(PageId::NIL.0, R);
+    }
+}

@@ -1,0 +1,343 @@
+//! Per-CPU caches: the lock-free fast path.
+//!
+//! # What it owns
+//!
+//! One [`CpuCache`] per CPU id below `max_cpus`, each holding, for every
+//! size class, a bounded stack of free objects (an array of addresses,
+//! out of band). Allocation pops, free pushes; neither takes a lock or
+//! masks interrupts. An empty stack is refilled with one batch from the
+//! class's [central list](crate::central); a full one flushes one batch
+//! back. A batch is half the stack, so a cache that was just refilled or
+//! flushed absorbs another half-stack of work before it goes back to the
+//! central list.
+//!
+//! # Capacities
+//!
+//! A stack holds `clamp(CACHE_BYTES_PER_CLASS / size, 4, 256)` objects:
+//! 32 KiB of objects per class (256 objects for the smallest classes, where
+//! the cap binds; 4 for the largest). The numbers come from TCMalloc (about
+//! 64 KiB / size objects per batch, 2–32 a batch, and a 1.5 MiB budget per
+//! CPU) and Linux SLUB's per-CPU sheaves (60 objects below 256 B, 4 at
+//! 4 KiB and above), scaled to a kernel heap: the bound per CPU is
+//! [`CACHE_BYTES_PER_CPU`] (about 2.1 MiB if every class is full, which
+//! only a workload using all 65 classes at once reaches), and the slot
+//! arrays cost [`SLOTS_PER_CPU`] × 8 bytes per CPU.
+//!
+//! # Claiming a cache
+//!
+//! A cache is used by one context at a time, claimed with its `busy` flag:
+//! an atomic swap, or, when [`Platform::NON_PREEMPTIVE`] promises that only
+//! nested interrupt handlers can interleave, a plain load and store. A
+//! context that finds the flag set — an interrupt handler that interrupted
+//! the allocator on the same CPU, or a task that was migrated after reading
+//! its CPU id — does not wait: it takes the central path, which is correct
+//! from any context. So the fast path never spins and is safe against
+//! re-entry without masking interrupts.
+//!
+//! # Storage
+//!
+//! The caches and their slot arrays are carved from managed memory at
+//! [`init`](crate::Heap::init): `max_cpus × (size_of::<CpuCache>() +
+//! SLOTS_PER_CPU × 8)` bytes, one page run. There is no fixed upper bound on
+//! CPUs beyond what the caller asks for.
+
+use crate::addr::VirtAddr;
+use crate::buddy::PageHeap;
+use crate::central::CentralList;
+use crate::platform::{IrqOff, Platform};
+use crate::size_class::{SizeClass, CLASSES, NUM_CLASSES};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+const R: Ordering = Ordering::Relaxed;
+
+/// Bytes of objects one CPU caches per class at most (see the module docs).
+pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+/// Fewest objects a stack holds, for the largest classes.
+pub const CACHE_MIN_OBJECTS: usize = 4;
+/// Most objects a stack holds, for the smallest classes.
+pub const CACHE_MAX_OBJECTS: usize = 256;
+
+const fn capacity_of(size: usize) -> usize {
+    let n = CACHE_BYTES_PER_CLASS / size;
+    if n < CACHE_MIN_OBJECTS {
+        CACHE_MIN_OBJECTS
+    } else if n > CACHE_MAX_OBJECTS {
+        CACHE_MAX_OBJECTS
+    } else {
+        n & !1
+    }
+}
+
+/// Per class: (capacity, offset of its slots in the CPU's slot array).
+static LAYOUT: [(u32, u32); NUM_CLASSES] = {
+    let mut t = [(0u32, 0u32); NUM_CLASSES];
+    let mut i = 0;
+    let mut off = 0;
+    while i < NUM_CLASSES {
+        let cap = capacity_of(CLASSES[i].size as usize);
+        t[i] = (cap as u32, off as u32);
+        off += cap;
+        i += 1;
+    }
+    t
+};
+
+/// Slots (cached object addresses) per CPU, all classes.
+pub const SLOTS_PER_CPU: usize = {
+    let mut i = 0;
+    let mut n = 0;
+    while i < NUM_CLASSES {
+        n += capacity_of(CLASSES[i].size as usize);
+        i += 1;
+    }
+    n
+};
+
+/// Bytes of objects one CPU can cache, all classes full.
+pub const CACHE_BYTES_PER_CPU: usize = {
+    let mut i = 0;
+    let mut n = 0;
+    while i < NUM_CLASSES {
+        n += capacity_of(CLASSES[i].size as usize) * CLASSES[i].size as usize;
+        i += 1;
+    }
+    n
+};
+
+/// Counters of one CPU's cache, for [`HeapStats`](crate::HeapStats).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// Objects in the cache.
+    pub cached_objects: u64,
+    /// Bytes of those objects.
+    pub cached_bytes: u64,
+    /// Allocations and frees served by the cache without the central list.
+    pub hits: u64,
+    /// Batches taken from central lists.
+    pub refills: u64,
+    /// Batches given back to central lists.
+    pub flushes: u64,
+    /// Operations that found the cache claimed and took the central path.
+    pub fallbacks: u64,
+}
+
+/// One CPU's cache; see the [module docs](self).
+#[repr(C, align(64))]
+pub(crate) struct CpuCache {
+    busy: AtomicBool,
+    /// Objects per class on the stack.
+    len: [AtomicU32; NUM_CLASSES],
+    slots: *mut VirtAddr,
+    hits: AtomicU64,
+    refills: AtomicU64,
+    flushes: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// Bytes of one CPU's cache and its slot array.
+pub(crate) const CPU_BYTES: usize =
+    core::mem::size_of::<CpuCache>() + SLOTS_PER_CPU * core::mem::size_of::<VirtAddr>();
+
+/// Increments a counter that only the claim holder writes.
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(R) + 1, R);
+}
+
+impl CpuCache {
+    /// Initialises the cache at `at`, with its slots right after it.
+    ///
+    /// # Safety
+    /// `at` is valid for writes of `CPU_BYTES` bytes, 64-byte aligned, and
+    /// stays reserved for this cache for the heap's lifetime.
+    pub(crate) unsafe fn init(at: *mut CpuCache) {
+        // SAFETY: the caller guarantees `at` is valid for the cache and its
+        // slot array; the slots start right after the struct.
+        unsafe {
+            at.write(CpuCache {
+                busy: AtomicBool::new(false),
+                len: [const { AtomicU32::new(0) }; NUM_CLASSES],
+                slots: at.add(1).cast::<VirtAddr>(),
+                hits: AtomicU64::new(0),
+                refills: AtomicU64::new(0),
+                flushes: AtomicU64::new(0),
+                fallbacks: AtomicU64::new(0),
+            })
+        }
+    }
+
+    /// Claims the cache for the calling context; `false` if another holds it.
+    #[inline(always)]
+    pub(crate) fn try_claim<P: Platform>(&self) -> bool {
+        if P::NON_PREEMPTIVE {
+            // Only a nested interrupt handler can run between the load and
+            // the store, and it releases the flag before we resume.
+            if self.busy.load(R) {
+                return false;
+            }
+            self.busy.store(true, R);
+            compiler_fence(Ordering::SeqCst);
+            true
+        } else {
+            !self.busy.swap(true, Ordering::Acquire)
+        }
+    }
+
+    /// Releases a claim taken by [`try_claim`](Self::try_claim).
+    #[inline(always)]
+    pub(crate) fn release(&self) {
+        compiler_fence(Ordering::SeqCst);
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Counts an operation that found the cache claimed.
+    #[cold]
+    pub(crate) fn count_fallback(&self) {
+        self.fallbacks.fetch_add(1, R);
+    }
+
+    #[inline(always)]
+    fn slot(&self, class: SizeClass, i: u32) -> *mut VirtAddr {
+        let at = LAYOUT[class.index()].1 as usize + i as usize;
+        // SAFETY: the class's slots are `LAYOUT[class].1 ..+ capacity` within
+        // the CPU's slot array, and callers pass `i <= capacity`.
+        unsafe { self.slots.add(at) }
+    }
+
+    /// Pops a cached object of `class`. Caller holds the claim.
+    #[inline(always)]
+    pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
+        let len = &self.len[class.index()];
+        let n = len.load(R);
+        if n == 0 {
+            return None;
+        }
+        len.store(n - 1, R);
+        bump(&self.hits);
+        // SAFETY: slot n-1 < capacity holds an object; the claim gives us
+        // exclusive access to the slot array.
+        Some(unsafe { self.slot(class, n - 1).read() })
+    }
+
+    /// Pushes a freed object; `false` if the stack is full. Caller holds
+    /// the claim.
+    #[inline(always)]
+    pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
+        let len = &self.len[class.index()];
+        let n = len.load(R);
+        if n == LAYOUT[class.index()].0 {
+            return false;
+        }
+        // SAFETY: n < capacity; exclusive access through the claim.
+        unsafe { self.slot(class, n).write(obj) };
+        len.store(n + 1, R);
+        bump(&self.hits);
+        true
+    }
+
+    /// Refills an empty stack with one batch and pops one object. Caller
+    /// holds the claim.
+    pub(crate) fn refill(
+        &self,
+        irq: IrqOff<'_>,
+        central: &CentralList,
+        pages: &PageHeap,
+        class: SizeClass,
+    ) -> Option<VirtAddr> {
+        let (cap, _) = LAYOUT[class.index()];
+        let len = &self.len[class.index()];
+        debug_assert_eq!(len.load(R), 0);
+        // SAFETY: the class's slots are `cap` valid, exclusively held
+        // entries (the claim); VirtAddr is a plain integer, any bits valid.
+        let slots =
+            unsafe { core::slice::from_raw_parts_mut(self.slot(class, 0), (cap / 2) as usize) };
+        let got = central.take(irq, pages, class, slots) as u32;
+        bump(&self.refills);
+        if got == 0 {
+            return None;
+        }
+        len.store(got - 1, R);
+        Some(slots[got as usize - 1])
+    }
+
+    /// Flushes one batch of a full stack to the central list, then pushes
+    /// `obj`. Caller holds the claim.
+    pub(crate) fn flush_and_push(
+        &self,
+        irq: IrqOff<'_>,
+        central: &CentralList,
+        pages: &PageHeap,
+        class: SizeClass,
+        obj: VirtAddr,
+    ) {
+        let (cap, _) = LAYOUT[class.index()];
+        let keep = cap / 2;
+        // SAFETY: slots keep..cap hold objects; exclusive through the claim.
+        let batch =
+            unsafe { core::slice::from_raw_parts(self.slot(class, keep), (cap - keep) as usize) };
+        central.give(irq, pages, class, batch);
+        bump(&self.flushes);
+        // SAFETY: keep < cap.
+        unsafe { self.slot(class, keep).write(obj) };
+        self.len[class.index()].store(keep + 1, R);
+    }
+
+    /// Gives every cached object back. Caller holds the claim.
+    pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
+        for (i, central) in centrals.iter().enumerate() {
+            let class = SizeClass::new(i);
+            let n = self.len[i].load(R);
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: slots 0..n hold objects; exclusive through the claim.
+            let objs = unsafe { core::slice::from_raw_parts(self.slot(class, 0), n as usize) };
+            central.give(irq, pages, class, objs);
+            self.len[i].store(0, R);
+            bump(&self.flushes);
+        }
+    }
+
+    /// Whether `obj` is on the stack of `class`. Caller holds the claim.
+    pub(crate) fn contains(&self, class: SizeClass, obj: VirtAddr) -> bool {
+        let n = self.len[class.index()].load(R);
+        // SAFETY: slots 0..n hold objects; exclusive through the claim.
+        let objs = unsafe { core::slice::from_raw_parts(self.slot(class, 0), n as usize) };
+        objs.contains(&obj)
+    }
+
+    /// A snapshot of the counters (racy but consistent per field).
+    pub(crate) fn stats(&self) -> CpuStats {
+        let mut s = CpuStats {
+            hits: self.hits.load(R),
+            refills: self.refills.load(R),
+            flushes: self.flushes.load(R),
+            fallbacks: self.fallbacks.load(R),
+            ..CpuStats::default()
+        };
+        for (i, len) in self.len.iter().enumerate() {
+            let n = len.load(R) as u64;
+            s.cached_objects += n;
+            s.cached_bytes += n * CLASSES[i].size as u64;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_are_bounded_in_bytes() {
+        for (i, c) in CLASSES.iter().enumerate() {
+            let cap = LAYOUT[i].0 as usize;
+            assert!((CACHE_MIN_OBJECTS..=CACHE_MAX_OBJECTS).contains(&cap) && cap % 2 == 0);
+            assert!(
+                cap * c.size as usize
+                    <= CACHE_BYTES_PER_CLASS.max(CACHE_MIN_OBJECTS * c.size as usize)
+            );
+        }
+        const { assert!(CACHE_BYTES_PER_CPU <= 3 << 20) };
+    }
+}

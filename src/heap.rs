@@ -1,0 +1,702 @@
+//! The façade: [`Heap`], which routes every request to its layer.
+//!
+//! # Routing
+//!
+//! ```text
+//!  alloc(layout) ── class_for(layout) ─┬─ Some(class) ─► CPU cache ─► central list ─► spans ─► page heap
+//!                                      └─ None ────────► page heap (a run of ⌈size / 4096⌉ pages)
+//! ```
+//!
+//! A request is small when its size (rounded up to its alignment) is at
+//! most [`MAX_SMALL`](crate::size_class::MAX_SMALL) and its alignment at
+//! most 4096; everything else is a page run, page-exact: a 4096-byte,
+//! 4096-aligned block costs one page, a run of `n` pages costs `n` pages.
+//! A page-run alignment above the alignment of the phys→virt offset cannot
+//! be honoured in virtual addresses and fails (null).
+//!
+//! Small requests go through one function each way, [`Heap::alloc_small`]
+//! and [`Heap::free_small`]: the per-CPU cache when the caller's CPU id is
+//! below `max_cpus` and its cache is free to claim, else the central path
+//! ([`Heap::alloc_central`], [`Heap::free_central`]), which takes the
+//! class's lock.
+//!
+//! # Out of memory
+//!
+//! When the page heap cannot serve a request, the heap flushes the calling
+//! CPU's cache, gives the empty spans kept by the central lists back to the
+//! page heap and tries once more; then it returns null. (Other CPUs' caches
+//! are theirs: `drain_cpu` them if memory is tight.) It never panics on out-of-memory, and it
+//! keeps working after frees.
+//!
+//! # Checks on free
+//!
+//! Every free is checked before anything is written: the pointer must lie
+//! in a region, at an object boundary of a span of the layout's class, or
+//! at the first page of a run of the layout's length. Anything else panics
+//! with the address and the reason, before the heap is touched. (A free of
+//! a small object that is still cached on its CPU is not detected here;
+//! the debug flags catch those double frees.)
+
+use crate::addr::{PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
+use crate::buddy::{kind, PageHeap, Run, MAX_REGIONS};
+use crate::central::CentralList;
+use crate::cpu_cache::{CpuCache, CPU_BYTES};
+use crate::error::HeapError;
+use crate::platform::{IrqOff, Platform};
+use crate::size_class::{SizeClass, NUM_CLASSES};
+use crate::span::{BadFree, Span};
+use crate::stats::{HeapStats, STATS_CPUS};
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+/// Bytes between two CPUs' caches (cache-line aligned).
+const CACHE_STRIDE: usize = CPU_BYTES.next_multiple_of(64);
+
+/// A request for physical pages; see [`Heap::alloc_pages`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    count: usize,
+    align: usize,
+    zeroed: bool,
+    below: Option<PhysAddr>,
+}
+
+impl PageRequest {
+    /// `count` pages, page-aligned, not zeroed, anywhere.
+    pub const fn new(count: usize) -> Self {
+        PageRequest {
+            count,
+            align: 1,
+            zeroed: false,
+            below: None,
+        }
+    }
+    /// Aligns the first page's *physical* address to `pages` pages (a power
+    /// of two).
+    pub const fn align(mut self, pages: usize) -> Self {
+        self.align = pages;
+        self
+    }
+    /// Zeroes the pages.
+    pub const fn zeroed(mut self) -> Self {
+        self.zeroed = true;
+        self
+    }
+    /// Places the whole run below `limit` (e.g. 1 MiB for a real-mode
+    /// trampoline, 4 GiB for 32-bit DMA).
+    pub const fn below(mut self, limit: PhysAddr) -> Self {
+        self.below = Some(limit);
+        self
+    }
+}
+
+/// Pages from [`Heap::alloc_pages`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PageAllocation {
+    /// Physical address of the first page.
+    pub phys: PhysAddr,
+    /// Its address through the phys→virt offset.
+    pub virt: VirtAddr,
+    /// Number of pages.
+    pub count: usize,
+}
+
+/// A memory allocator over physical page ranges. See the crate docs.
+///
+/// `P` is the [`Platform`]: the CPU id and interrupt guard.
+pub struct Heap<P: Platform> {
+    pages: PageHeap,
+    central: [CentralList; NUM_CLASSES],
+    caches: AtomicPtr<CpuCache>,
+    ncpus: AtomicUsize,
+    state: AtomicU8,
+    runs: AtomicU64,
+    run_pages: AtomicU64,
+    _platform: PhantomData<fn() -> P>,
+}
+
+impl<P: Platform> Default for Heap<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Platform> Heap<P> {
+    /// An empty heap, for a `static`. Every allocation fails (null) until
+    /// [`init`](Self::init).
+    pub const fn new() -> Self {
+        Heap {
+            pages: PageHeap::new(),
+            central: [const { CentralList::new() }; NUM_CLASSES],
+            caches: AtomicPtr::new(null_mut()),
+            ncpus: AtomicUsize::new(0),
+            state: AtomicU8::new(UNINIT),
+            runs: AtomicU64::new(0),
+            run_pages: AtomicU64::new(0),
+            _platform: PhantomData,
+        }
+    }
+
+    /// Initialises the heap with its regions, once.
+    ///
+    /// `phys_offset` is the mapping through which strata touches memory:
+    /// `virt = phys + phys_offset` (0 for identity-mapped firmware, the
+    /// direct-map base in a higher-half kernel). It must be page-aligned.
+    /// `max_cpus` bounds the CPU ids that get a cache; the caches are carved
+    /// from the regions here. Every region is checked (non-empty after
+    /// trimming its edges inward to pages, no overflow, no overlap with
+    /// another) before any is used; on an error nothing is changed.
+    ///
+    /// If the regions cannot hold the caches, the heap still works, on the
+    /// central path alone, and `Err(HeapError::OutOfMemory)` says so.
+    ///
+    /// # Safety
+    /// Every range is RAM that nothing else uses or will use, mapped
+    /// read-write at `phys + phys_offset`, for as long as the heap is used.
+    ///
+    /// # Time Complexity
+    /// O(regions² + metadata pages): the metadata is zeroed once.
+    pub unsafe fn init(
+        &self,
+        phys_offset: usize,
+        max_cpus: usize,
+        regions: &[PhysRange],
+    ) -> Result<(), HeapError> {
+        if max_cpus == 0 || phys_offset % PAGE_SIZE != 0 {
+            return Err(HeapError::InvalidConfig);
+        }
+        if regions.len() > MAX_REGIONS {
+            return Err(HeapError::TooManyRegions(regions[MAX_REGIONS]));
+        }
+        if self
+            .state
+            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(HeapError::AlreadyInitialized);
+        }
+        let offset = PhysOffset::new(phys_offset);
+        let checked = check_regions(offset, regions);
+        if let Err(e) = checked {
+            self.state.store(UNINIT, Ordering::Release);
+            return Err(e);
+        }
+        self.pages.set_offset(offset);
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        for r in regions {
+            // SAFETY: the caller vouches for every range; they were checked
+            // not to overlap each other, and the heap was empty.
+            unsafe { self.pages.add_region(irq, *r) }?;
+        }
+        let result = self.init_caches(irq, max_cpus);
+        self.state.store(READY, Ordering::Release);
+        result
+    }
+
+    fn init_caches(&self, irq: IrqOff<'_>, max_cpus: usize) -> Result<(), HeapError> {
+        let bytes = max_cpus
+            .checked_mul(CACHE_STRIDE)
+            .ok_or(HeapError::OutOfMemory)?;
+        let pages = bytes.div_ceil(PAGE_SIZE) as u64;
+        let run = self
+            .pages
+            .alloc(irq, pages, 0, None, kind::INTERNAL)
+            .ok_or(HeapError::OutOfMemory)?;
+        let base = self.pages.virt(run.region.pfn(run.index));
+        for cpu in 0..max_cpus {
+            // SAFETY: the run holds max_cpus strides, page-aligned; each
+            // stride is 64-byte aligned and CPU_BYTES long; the run is
+            // INTERNAL, so no free can release it.
+            unsafe { CpuCache::init(base.add(cpu * CACHE_STRIDE).as_mut_ptr()) };
+        }
+        self.caches.store(base.as_mut_ptr(), Ordering::Relaxed);
+        self.ncpus.store(max_cpus, Ordering::Release);
+        Ok(())
+    }
+
+    /// Adds a region at run time (memory hot-add, or a kernel growing its
+    /// heap). Safe to call while other CPUs allocate.
+    ///
+    /// # Errors
+    /// As for [`init`](Self::init), naming the range; also
+    /// [`HeapError::NotInitialized`] before `init`.
+    ///
+    /// # Safety
+    /// As for [`init`](Self::init), for `range`.
+    ///
+    /// # Time Complexity
+    /// O(regions + metadata pages).
+    pub unsafe fn add_region(&self, range: PhysRange) -> Result<(), HeapError> {
+        if self.state.load(Ordering::Acquire) != READY {
+            return Err(HeapError::NotInitialized);
+        }
+        let guard = P::disable_interrupts();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.pages.add_region(IrqOff::new(&guard), range) }.map(|_| ())
+    }
+
+    /// The phys→virt offset given to `init`.
+    pub fn phys_offset(&self) -> usize {
+        self.pages.offset().as_usize()
+    }
+
+    #[inline(always)]
+    fn cache(&self, cpu: usize) -> Option<&CpuCache> {
+        if cpu < self.ncpus.load(Ordering::Acquire) {
+            let base = self.caches.load(Ordering::Relaxed);
+            // SAFETY: `ncpus` is published after the caches at `base` are
+            // initialised, and they live as long as the heap.
+            Some(unsafe { &*base.byte_add(cpu * CACHE_STRIDE) })
+        } else {
+            None
+        }
+    }
+
+    // ---- small objects ----------------------------------------------------
+
+    /// Allocates one object of `class`: the CPU cache if it can be claimed,
+    /// else the central list. Null when out of memory.
+    ///
+    /// # Time Complexity
+    /// O(1) on a cache hit; one batch otherwise.
+    #[inline(always)]
+    pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
+        if let Some(cache) = self.cache(P::cpu_id()) {
+            if cache.try_claim::<P>() {
+                P::cache_claimed();
+                let obj = match cache.pop(class) {
+                    Some(obj) => Some(obj),
+                    None => self.refill(cache, class),
+                };
+                cache.release();
+                return match obj {
+                    Some(obj) => obj.as_mut_ptr(),
+                    None => self.alloc_retry(class),
+                };
+            }
+            cache.count_fallback();
+        }
+        self.alloc_central(class)
+    }
+
+    #[inline(never)]
+    fn refill(&self, cache: &CpuCache, class: SizeClass) -> Option<VirtAddr> {
+        let guard = P::disable_interrupts();
+        cache.refill(
+            IrqOff::new(&guard),
+            &self.central[class.index()],
+            &self.pages,
+            class,
+        )
+    }
+
+    /// The central path for one object.
+    #[inline(never)]
+    pub(crate) fn alloc_central(&self, class: SizeClass) -> *mut u8 {
+        let mut obj = [VirtAddr::new(0)];
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        if self.central[class.index()].take(irq, &self.pages, class, &mut obj) == 1 {
+            return obj[0].as_mut_ptr();
+        }
+        drop(guard);
+        self.alloc_retry(class)
+    }
+
+    /// Out of pages: give this CPU's cached objects and the central
+    /// reserves back to the page heap, so a retry can succeed.
+    #[cold]
+    fn relieve(&self) {
+        if let Some(cache) = self.cache(P::cpu_id()) {
+            if cache.try_claim::<P>() {
+                let guard = P::disable_interrupts();
+                cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
+                drop(guard);
+                cache.release();
+            }
+        }
+        self.reclaim();
+    }
+
+    /// Out of pages: relieve and try once more.
+    #[cold]
+    fn alloc_retry(&self, class: SizeClass) -> *mut u8 {
+        self.relieve();
+        let mut obj = [VirtAddr::new(0)];
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        if self.central[class.index()].take(irq, &self.pages, class, &mut obj) == 1 {
+            obj[0].as_mut_ptr()
+        } else {
+            null_mut()
+        }
+    }
+
+    /// Frees one object of `class` after checking it: to the CPU cache if
+    /// it can be claimed, else to the central list.
+    ///
+    /// # Panics
+    /// If `ptr` is not an object of `class` (see the module docs).
+    #[inline(always)]
+    pub(crate) fn free_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
+        let addr = VirtAddr::from_ptr(ptr);
+        if let Err(why) = Span::locate(&self.pages, addr, class) {
+            bad_free(addr, layout, why);
+        }
+        if let Some(cache) = self.cache(P::cpu_id()) {
+            if cache.try_claim::<P>() {
+                P::cache_claimed();
+                if !cache.push(class, addr) {
+                    self.flush(cache, class, addr);
+                }
+                cache.release();
+                return;
+            }
+            cache.count_fallback();
+        }
+        self.free_central(class, addr);
+    }
+
+    #[inline(never)]
+    fn flush(&self, cache: &CpuCache, class: SizeClass, addr: VirtAddr) {
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        cache.flush_and_push(irq, &self.central[class.index()], &self.pages, class, addr);
+    }
+
+    /// The central path for one object.
+    #[inline(never)]
+    pub(crate) fn free_central(&self, class: SizeClass, addr: VirtAddr) {
+        let guard = P::disable_interrupts();
+        self.central[class.index()].give(IrqOff::new(&guard), &self.pages, class, &[addr]);
+    }
+
+    // ---- page runs ---------------------------------------------------------
+
+    /// A run for a large layout; null if out of memory or the alignment
+    /// cannot be honoured through the offset.
+    pub(crate) fn alloc_large(&self, layout: Layout) -> *mut u8 {
+        let align = layout.align();
+        if align > self.pages.offset().alignment() {
+            return null_mut();
+        }
+        let n = layout.size().div_ceil(PAGE_SIZE).max(1);
+        let align_order = (align / PAGE_SIZE).max(1).trailing_zeros();
+        match self.alloc_run(n as u64, align_order, None) {
+            Some(run) => self.pages.virt(run.region.pfn(run.index)).as_mut_ptr(),
+            None => null_mut(),
+        }
+    }
+
+    fn alloc_run(&self, n: u64, align_order: u32, limit: Option<PhysAddr>) -> Option<Run<'_>> {
+        let limit = limit.map(|l| l.pfn());
+        let run = {
+            let guard = P::disable_interrupts();
+            self.pages
+                .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)
+        };
+        let run = match run {
+            Some(run) => run,
+            None => {
+                self.relieve();
+                let guard = P::disable_interrupts();
+                self.pages
+                    .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)?
+            }
+        };
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.run_pages.fetch_add(n, Ordering::Relaxed);
+        Some(run)
+    }
+
+    /// The run starting at `addr`, checked to be a live run of `n` pages.
+    fn locate_run(&self, addr: VirtAddr, n: u64, layout: Option<Layout>) -> Run<'_> {
+        let why = match self.pages.find(self.pages.offset().to_phys(addr).pfn()) {
+            None => BadFree::Foreign,
+            Some((region, index)) => {
+                let m = region.meta(index);
+                let page_start = addr.as_usize() % PAGE_SIZE == 0;
+                match m.kind() {
+                    kind::RUN if page_start && m.a.load(Ordering::Relaxed) as u64 == n => {
+                        return Run { region, index };
+                    }
+                    kind::RUN if page_start => BadFree::WrongLength {
+                        pages: m.a.load(Ordering::Relaxed) as u64,
+                    },
+                    kind::SPAN_HEAD | kind::SPAN_TAIL => BadFree::WrongClass {
+                        span_class: SizeClass::new((m.tag() >> 8) as usize),
+                    },
+                    _ => BadFree::NotAllocated,
+                }
+            }
+        };
+        match layout {
+            Some(layout) => bad_free(addr, layout, why),
+            None => bad_page_free(addr, n, why),
+        }
+    }
+
+    pub(crate) fn free_large(&self, ptr: *mut u8, layout: Layout) {
+        let n = layout.size().div_ceil(PAGE_SIZE).max(1) as u64;
+        let addr = VirtAddr::from_ptr(ptr);
+        self.free_run(addr, n, Some(layout));
+    }
+
+    fn free_run(&self, addr: VirtAddr, n: u64, layout: Option<Layout>) {
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        // A run freed before finds its first page's tag cleared.
+        let run = self.locate_run(addr, n, layout);
+        self.pages.free(irq, run, n);
+        self.runs.fetch_sub(1, Ordering::Relaxed);
+        self.run_pages.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Resizes a large block in place: shrinks always, grows if the pages
+    /// after it are free. Returns whether it did.
+    pub(crate) fn resize_large(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> bool {
+        let old_n = layout.size().div_ceil(PAGE_SIZE).max(1) as u64;
+        let new_n = new_size.div_ceil(PAGE_SIZE).max(1) as u64;
+        let run = self.locate_run(VirtAddr::from_ptr(ptr), old_n, Some(layout));
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        if new_n <= old_n {
+            if new_n < old_n {
+                self.pages.shrink(irq, run, old_n, new_n);
+                self.run_pages.fetch_sub(old_n - new_n, Ordering::Relaxed);
+            }
+            true
+        } else if self.pages.grow(irq, run, old_n, new_n) {
+            self.run_pages.fetch_add(new_n - old_n, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Checks that `ptr` is a live small object of `class` (for realloc in
+    /// place).
+    pub(crate) fn check_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
+        let addr = VirtAddr::from_ptr(ptr);
+        if let Err(why) = Span::locate(&self.pages, addr, class) {
+            bad_free(addr, layout, why);
+        }
+    }
+
+    // ---- page API ------------------------------------------------------------
+
+    /// Allocates physical pages for a kernel: page tables, DMA buffers,
+    /// stacks. `None` if no run satisfies the request.
+    ///
+    /// The alignment applies to the physical address. The run is tagged as
+    /// allocated like any large block and is freed with
+    /// [`free_pages`](Self::free_pages).
+    ///
+    /// # Time Complexity
+    /// O(regions + MAX_ORDER) plus zeroing; with `below`, O(free blocks) of
+    /// the regions under the limit.
+    pub fn alloc_pages(&self, req: PageRequest) -> Option<PageAllocation> {
+        if req.count == 0 || !req.align.is_power_of_two() {
+            return None;
+        }
+        let align_order = req.align.trailing_zeros();
+        let run = self.alloc_run(req.count as u64, align_order, req.below)?;
+        let phys = run.region.pfn(run.index).addr();
+        let virt = self.pages.virt(run.region.pfn(run.index));
+        if req.zeroed {
+            // SAFETY: the run is ours, mapped at `virt`, count pages long.
+            unsafe { core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, req.count * PAGE_SIZE) };
+        }
+        Some(PageAllocation {
+            phys,
+            virt,
+            count: req.count,
+        })
+    }
+
+    /// Frees pages from [`alloc_pages`](Self::alloc_pages).
+    ///
+    /// # Panics
+    /// If `phys` is not the first page of a live run of `count` pages.
+    ///
+    /// # Safety
+    /// Nothing uses the pages any more.
+    ///
+    /// # Time Complexity
+    /// O(regions + log(count) × MAX_ORDER).
+    pub unsafe fn free_pages(&self, phys: PhysAddr, count: usize) {
+        self.free_run(self.pages.offset().to_virt(phys), count as u64, None);
+    }
+
+    // ---- maintenance -----------------------------------------------------------
+
+    /// Gives every object cached by CPU `cpu` back to the central lists (a
+    /// CPU going offline). Returns `false` if `cpu` has no cache.
+    ///
+    /// Must not run while CPU `cpu` is inside the allocator, unless it is
+    /// called on that CPU; it waits for the cache to be released.
+    ///
+    /// # Time Complexity
+    /// O(cached objects × regions).
+    pub fn drain_cpu(&self, cpu: usize) -> bool {
+        let Some(cache) = self.cache(cpu) else {
+            return false;
+        };
+        while !cache.try_claim::<crate::platform::SingleCpu>() {
+            core::hint::spin_loop();
+        }
+        let guard = P::disable_interrupts();
+        cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
+        drop(guard);
+        cache.release();
+        true
+    }
+
+    /// Gives every empty span back to the page heap (memory pressure).
+    /// Returns the pages released.
+    ///
+    /// # Time Complexity
+    /// O(spans).
+    pub fn reclaim(&self) -> u64 {
+        let mut freed = 0;
+        for (i, central) in self.central.iter().enumerate() {
+            let guard = P::disable_interrupts();
+            freed += central.reclaim(IrqOff::new(&guard), &self.pages, SizeClass::new(i));
+        }
+        freed
+    }
+
+    /// Whether `ptr` is an object of `class` sitting in CPU `cpu`'s cache.
+    /// Used by the double-free check.
+    #[allow(dead_code)]
+    pub(crate) fn cached_on(&self, cpu: usize, class: SizeClass, ptr: *mut u8) -> bool {
+        let Some(cache) = self.cache(cpu) else {
+            return false;
+        };
+        if !cache.try_claim::<P>() {
+            return false;
+        }
+        let found = cache.contains(class, VirtAddr::from_ptr(ptr));
+        cache.release();
+        found
+    }
+
+    /// A snapshot of the heap's counters; see [`HeapStats`].
+    pub fn stats(&self) -> HeapStats {
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        let mut s = HeapStats {
+            pages: self.pages.stats(irq),
+            cpus: self.ncpus.load(Ordering::Acquire),
+            large_runs: self.runs.load(Ordering::Relaxed),
+            large_pages: self.run_pages.load(Ordering::Relaxed),
+            ..HeapStats::default()
+        };
+        for (i, c) in self.central.iter().enumerate() {
+            s.classes[i] = c.stats();
+        }
+        for cpu in 0..s.cpus {
+            let st = self.cache(cpu).map(|c| c.stats()).unwrap_or_default();
+            s.cached_bytes += st.cached_bytes;
+            s.cached_objects += st.cached_objects;
+            if cpu < STATS_CPUS {
+                s.per_cpu[cpu] = st;
+            }
+        }
+        s
+    }
+
+    /// The region descriptors, as ranges. For reports.
+    pub fn regions(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        (0..MAX_REGIONS).map_while(|i| self.pages.region_range(i))
+    }
+
+    /// Checks every invariant of the page heap's free lists.
+    ///
+    /// # Panics
+    /// On the first violation.
+    pub fn check(&self) {
+        let guard = P::disable_interrupts();
+        self.pages.check(IrqOff::new(&guard));
+    }
+}
+
+/// Checks regions for init: each one alone, and pairwise overlap.
+fn check_regions(offset: PhysOffset, regions: &[PhysRange]) -> Result<(), HeapError> {
+    for (i, r) in regions.iter().enumerate() {
+        let (start, end) = (r.start.as_u64(), r.end.as_u64());
+        let (first, last) = (start.div_ceil(PAGE_SIZE as u64), end / PAGE_SIZE as u64);
+        if end <= start || first >= last {
+            return Err(HeapError::EmptyRegion(*r));
+        }
+        if last - first < 2 {
+            return Err(HeapError::TooSmall(*r));
+        }
+        if end.checked_add(offset.as_usize() as u64).is_none() || end > usize::MAX as u64 {
+            return Err(HeapError::AddressOverflow {
+                start: r.start,
+                len: end - start,
+            });
+        }
+        for other in &regions[..i] {
+            if other.overlaps(r) {
+                return Err(HeapError::Overlap {
+                    new: *r,
+                    existing: *other,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_free(addr: VirtAddr, layout: Layout, why: BadFree) -> ! {
+    let (size, align) = (layout.size(), layout.align());
+    match why {
+        BadFree::Foreign => {
+            panic!("strata: free of {addr}: the address is not inside any region of this heap")
+        }
+        BadFree::NotAllocated => panic!(
+            "strata: free of {addr}: no block is allocated there (freed twice, or never allocated)"
+        ),
+        BadFree::WrongClass { span_class } => panic!(
+            "strata: free of {addr} with size {size} align {align}: the block is a {}-byte object, \
+             not of this layout's size class",
+            span_class.size()
+        ),
+        BadFree::Misaligned { object } => panic!(
+            "strata: free of {addr}: not at an object boundary (the object there starts at {object})"
+        ),
+        BadFree::IsRun => panic!(
+            "strata: free of {addr} with size {size} align {align}: the block is a page run, \
+             not a small object of this layout"
+        ),
+        BadFree::WrongLength { pages } => panic!(
+            "strata: free of {addr} with size {size}: the block is a run of {pages} pages, \
+             not {} (wrong layout)",
+            size.div_ceil(PAGE_SIZE).max(1)
+        ),
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_page_free(addr: VirtAddr, count: u64, why: BadFree) -> ! {
+    match why {
+        BadFree::WrongLength { pages } => {
+            panic!("strata: free_pages of {addr}: the run there is {pages} pages, not {count}")
+        }
+        _ => panic!("strata: free_pages of {addr} ({count} pages): not a live page run ({why:?})"),
+    }
+}

@@ -1,0 +1,550 @@
+//! Whole-heap behaviour through `GlobalAlloc` and the page API.
+
+mod common;
+
+use common::*;
+use std::alloc::{GlobalAlloc, Layout};
+use strata::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, PAGE_SIZE};
+
+const MIB: usize = 1 << 20;
+
+/// Frees everything cached and reclaims: afterwards every page not used by a
+/// live block is back in the page heap.
+fn settle(heap: &Heap<TestCpu>, cpus: usize) {
+    for cpu in 0..cpus {
+        heap.drain_cpu(cpu);
+    }
+    heap.reclaim();
+    heap.check();
+}
+
+/// A random sequence of alloc / dealloc / realloc against a model.
+fn random_sequence(heap: &Heap<TestCpu>, arena: &Arena, seed: u64, ops: usize, max_size: usize) {
+    let mut rng = Rng(seed);
+    let mut live: Vec<(*mut u8, Layout, u64)> = Vec::new();
+    let mut model = Live::default();
+    for op in 0..ops {
+        let r = rng.below(100);
+        if r < 50 || live.is_empty() {
+            let size = rng.log_uniform(1, max_size);
+            let bits = if rng.below(10) == 0 { 22 } else { 5 };
+            let align = 1usize << rng.below(bits);
+            let align = align.min(2 * MIB);
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero size.
+            let p = unsafe { heap.alloc(layout) };
+            if p.is_null() {
+                continue;
+            }
+            assert!(arena.contains(p as usize, size), "{p:p} outside the arena");
+            let s = rng.next();
+            model.insert(p, layout, s);
+            fill(p, size, s);
+            live.push((p, layout, s));
+        } else if r < 80 {
+            let i = rng.below(live.len() as u64) as usize;
+            let (p, layout, s) = live.swap_remove(i);
+            verify(p, layout.size(), s);
+            model.remove(p);
+            // SAFETY: p is live with this layout.
+            unsafe { heap.dealloc(p, layout) };
+        } else {
+            let i = rng.below(live.len() as u64) as usize;
+            let (p, layout, s) = live[i];
+            let new_size = rng.log_uniform(1, max_size);
+            verify(p, layout.size(), s);
+            model.remove(p);
+            // SAFETY: p is live with this layout; new_size is non-zero.
+            let q = unsafe { heap.realloc(p, layout, new_size) };
+            if q.is_null() {
+                model.insert(p, layout, s);
+                continue;
+            }
+            let new_layout = Layout::from_size_align(new_size, layout.align()).unwrap();
+            verify(q, layout.size().min(new_size).min(PAGE_SIZE), s);
+            let s2 = rng.next();
+            model.insert(q, new_layout, s2);
+            fill(q, new_size, s2);
+            live[i] = (q, new_layout, s2);
+        }
+        if op % 4096 == 0 {
+            heap.check();
+        }
+    }
+    for (p, layout, s) in live {
+        verify(p, layout.size(), s);
+        // SAFETY: p is live with this layout.
+        unsafe { heap.dealloc(p, layout) };
+    }
+}
+
+#[test]
+fn random_sequences_return_every_page() {
+    let arena = Arena::new(256 * MIB);
+    let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
+    set_cpu(0);
+    let start = heap.stats().free_pages();
+    random_sequence(&heap, &arena, 0x5eed, 30_000, 8 * MIB);
+    settle(&heap, 2);
+    let s = heap.stats();
+    assert_eq!(s.free_pages(), start, "pages lost:\n{s}");
+    assert_eq!(s.large_runs, 0);
+    assert_eq!(s.small_objects_in_use(), 0);
+    assert_eq!(s.span_pages(), 0);
+}
+
+#[test]
+fn small_heavy_sequence_through_caches() {
+    let arena = Arena::new(64 * MIB);
+    let heap = heap_over::<TestCpu>(4, &[arena.whole()]);
+    let start = heap.stats().free_pages();
+    for cpu in 0..4 {
+        set_cpu(cpu);
+        random_sequence(&heap, &arena, 77 + cpu as u64, 20_000, 20_000);
+    }
+    set_cpu(0);
+    let s = heap.stats();
+    assert!(s.per_cpu[0].hits > 0 && s.per_cpu[3].refills > 0, "{s}");
+    settle(&heap, 4);
+    assert_eq!(heap.stats().free_pages(), start);
+}
+
+#[test]
+fn several_regions_with_holes_and_unaligned_edges() {
+    let arena = Arena::new(32 * MIB);
+    let regions = [
+        arena.range(123, 3 * MIB),
+        arena.range(4 * MIB + 7, 5 * MIB - 100),
+        arena.range(12 * MIB, 20 * MIB),
+    ];
+    let heap = heap_over::<TestCpu>(1, &regions);
+    set_cpu(0);
+    assert_eq!(heap.regions().count(), 3);
+    let s = heap.stats();
+    // The unaligned edges are trimmed inward.
+    let pages = |r: &PhysRange| r.end.as_u64() / 4096 - r.start.as_u64().div_ceil(4096);
+    let total: u64 = regions.iter().map(pages).sum();
+    assert_eq!(s.pages.managed_pages + s.pages.metadata_pages, total);
+    assert!(s.metadata_ratio() <= 0.005);
+    let start = s.free_pages();
+    // Allocations never land in the holes.
+    let mut blocks = Vec::new();
+    let mut rng = Rng(9);
+    for _ in 0..2000 {
+        let size = rng.log_uniform(8, 256 * 1024);
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { heap.alloc(layout) } as usize;
+        if p == 0 {
+            break;
+        }
+        let inside = regions
+            .iter()
+            .any(|r| p as u64 >= r.start.as_u64() && (p + size) as u64 <= r.end.as_u64());
+        assert!(inside, "{p:#x}+{size} outside every region");
+        blocks.push((p, layout));
+    }
+    for (p, layout) in blocks {
+        // SAFETY: live with this layout.
+        unsafe { heap.dealloc(p as *mut u8, layout) };
+    }
+    settle(&heap, 1);
+    assert_eq!(heap.stats().free_pages(), start);
+}
+
+#[test]
+fn region_added_mid_run_is_used() {
+    let arena = Arena::new(16 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.range(0, 4 * MIB)]);
+    set_cpu(0);
+    let big = Layout::from_size_align(3 * MIB, 4096).unwrap();
+    // SAFETY: non-zero size.
+    let a = unsafe { heap.alloc(big) };
+    assert!(!a.is_null());
+    // SAFETY: non-zero size.
+    assert!(
+        unsafe { heap.alloc(big) }.is_null(),
+        "4 MiB cannot hold two 3 MiB blocks"
+    );
+    // SAFETY: the range is part of the arena, unused.
+    unsafe { heap.add_region(arena.range(8 * MIB, 8 * MIB)) }.unwrap();
+    // SAFETY: non-zero size.
+    let b = unsafe { heap.alloc(big) };
+    assert!(!b.is_null());
+    assert!(b as usize >= arena.base() + 8 * MIB);
+    // SAFETY: the same range again.
+    let again = unsafe { heap.add_region(arena.range(9 * MIB, MIB)) };
+    assert!(matches!(again, Err(HeapError::Overlap { .. })), "{again:?}");
+    // SAFETY: live blocks.
+    unsafe {
+        heap.dealloc(a, big);
+        heap.dealloc(b, big);
+    }
+    heap.check();
+}
+
+#[test]
+fn exhaustion_then_recovery() {
+    let arena = Arena::new(8 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let start = heap.stats().free_pages();
+    for size in [24usize, 1000, 5000, 64 * 1024] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let mut blocks = Vec::new();
+        loop {
+            // SAFETY: non-zero size.
+            let p = unsafe { heap.alloc(layout) };
+            if p.is_null() {
+                break;
+            }
+            blocks.push(p);
+        }
+        assert!(
+            blocks.len() * size > 6 * MIB,
+            "only {} blocks of {size}\n{}",
+            blocks.len(),
+            heap.stats()
+        );
+        for p in blocks.drain(..) {
+            // SAFETY: live with this layout.
+            unsafe { heap.dealloc(p, layout) };
+        }
+        // Everything can be had again after the frees.
+        let big = Layout::from_size_align(4 * MIB, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { heap.alloc(big) };
+        assert!(
+            !p.is_null(),
+            "no recovery after exhausting with {size}-byte blocks"
+        );
+        // SAFETY: live.
+        unsafe { heap.dealloc(p, big) };
+    }
+    settle(&heap, 1);
+    assert_eq!(heap.stats().free_pages(), start);
+}
+
+#[test]
+fn large_allocations_are_page_exact() {
+    let arena = Arena::new(64 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let cases = [
+        (5 * 4096 + 1, 8, 6),
+        (16 * 1024 + 1, 8, 5),
+        (100_000, 64, 25),
+        (3 * MIB + 1, 2 * MIB, 769),
+        (8 * MIB, 4096, 2048),
+    ];
+    for (size, align, pages) in cases {
+        let before = heap.stats().free_pages();
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { heap.alloc(layout) };
+        assert!(!p.is_null());
+        assert_eq!(p as usize % align, 0);
+        let used = before - heap.stats().free_pages();
+        assert_eq!(
+            used, pages,
+            "{size} bytes aligned {align} took {used} pages"
+        );
+        // SAFETY: live with this layout.
+        unsafe { heap.dealloc(p, layout) };
+        assert_eq!(heap.stats().free_pages(), before);
+    }
+}
+
+/// Memory cost per allocation, measured as a benchmark would: fill a fresh
+/// heap until the first failure.
+fn fill_cost(size: usize, align: usize) -> (u64, u64) {
+    let (count, stats) = fill_heap(size, align);
+    (count, stats.managed_pages())
+}
+
+fn fill_heap(size: usize, align: usize) -> (u64, strata::HeapStats) {
+    let arena = Arena::new(16 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let layout = Layout::from_size_align(size, align).unwrap();
+    let mut count = 0u64;
+    // SAFETY: non-zero size; the blocks are never freed (the arena goes).
+    while !unsafe { heap.alloc(layout) }.is_null() {
+        count += 1;
+    }
+    (count, heap.stats())
+}
+
+#[test]
+fn page_sized_blocks_cost_one_page() {
+    // (4096, 4096): one page each; the only pages not handed out hold the
+    // CPU cache's own storage.
+    let (count, managed) = fill_cost(4096, 4096);
+    assert!(
+        count <= managed && count + 16 >= managed,
+        "{count} blocks from {managed} pages"
+    );
+}
+
+#[test]
+fn odd_runs_cost_their_pages_and_leave_only_fragments() {
+    // 5 pages + 1 byte takes 6 pages each; a full heap's remaining free
+    // pages are 2-page fragments that no 6-page run fits in.
+    let (count, s) = fill_heap(5 * 4096 + 1, 8);
+    assert_eq!(s.large_pages, count * 6);
+    assert!(s.pages.free_blocks[3..].iter().all(|&n| n == 0), "{s}");
+    assert!(count * 6 + s.free_pages() + 16 >= s.managed_pages(), "{s}");
+}
+
+#[test]
+fn realloc_stays_in_place_when_it_can() {
+    let arena = Arena::new(16 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: live blocks, non-zero sizes throughout.
+    unsafe {
+        let p = heap.alloc(l);
+        fill(p, 100, 1);
+        // 100 and 110 share the 112-byte class.
+        assert_eq!(heap.realloc(p, l, 110), p);
+        let l2 = Layout::from_size_align(110, 8).unwrap();
+        let q = heap.realloc(p, l2, 3000);
+        assert_ne!(q, p);
+        verify(q, 100, 1);
+        heap.dealloc(q, Layout::from_size_align(3000, 8).unwrap());
+
+        // A page run shrinks in place and grows into the pages it gave up.
+        let big = Layout::from_size_align(40 * 4096, 4096).unwrap();
+        let r = heap.alloc(big);
+        fill(r, 40 * 4096, 2);
+        let before = heap.stats().free_pages();
+        assert_eq!(heap.realloc(r, big, 20 * 4096), r);
+        assert_eq!(heap.stats().free_pages(), before + 20);
+        let mid = Layout::from_size_align(20 * 4096, 4096).unwrap();
+        assert_eq!(heap.realloc(r, mid, 30 * 4096), r);
+        assert_eq!(heap.stats().free_pages(), before + 10);
+        verify(r, 4096, 2);
+        heap.dealloc(r, Layout::from_size_align(30 * 4096, 4096).unwrap());
+    }
+}
+
+#[test]
+fn page_api_limits_alignment_and_zeroing() {
+    let arena = Arena::new(64 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let start = heap.stats().free_pages();
+    let limit = PhysAddr::new((arena.base() + 4 * MIB) as u64);
+    let low = heap.alloc_pages(PageRequest::new(3).below(limit)).unwrap();
+    assert!(low.phys.as_u64() + 3 * 4096 <= limit.as_u64());
+    let aligned = heap.alloc_pages(PageRequest::new(5).align(512)).unwrap();
+    assert_eq!(aligned.phys.as_u64() % (2 * MIB as u64), 0);
+    assert_eq!(aligned.virt.as_usize() as u64, aligned.phys.as_u64());
+    // Dirty some pages, free them, then ask for zeroed pages.
+    let dirty = heap.alloc_pages(PageRequest::new(8)).unwrap();
+    // SAFETY: the pages are ours.
+    unsafe { std::ptr::write_bytes(dirty.virt.as_mut_ptr::<u8>(), 0xAB, 8 * 4096) };
+    // SAFETY: nothing uses them.
+    unsafe { heap.free_pages(dirty.phys, 8) };
+    let zero = heap.alloc_pages(PageRequest::new(8).zeroed()).unwrap();
+    // SAFETY: the pages are ours.
+    let bytes = unsafe { std::slice::from_raw_parts(zero.virt.as_mut_ptr::<u8>(), 8 * 4096) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    assert!(heap
+        .alloc_pages(PageRequest::new(2048).below(limit))
+        .is_none());
+    assert_eq!(heap.stats().large_runs, 3);
+    // SAFETY: nothing uses them.
+    unsafe {
+        heap.free_pages(low.phys, 3);
+        heap.free_pages(aligned.phys, 5);
+        heap.free_pages(zero.phys, 8);
+    }
+    assert_eq!(heap.stats().free_pages(), start);
+}
+
+#[test]
+fn stats_are_consistent() {
+    let arena = Arena::new(32 * MIB);
+    let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
+    set_cpu(1);
+    let mut blocks = Vec::new();
+    for i in 0..3000usize {
+        let layout = Layout::from_size_align(16 + (i % 700) * 3, 8).unwrap();
+        // SAFETY: non-zero size.
+        blocks.push((unsafe { heap.alloc(layout) }, layout));
+    }
+    let big = Layout::from_size_align(100_000, 8).unwrap();
+    // SAFETY: non-zero size.
+    let b = unsafe { heap.alloc(big) };
+    let s = heap.stats();
+    let cache_pages = (s.pages.managed_pages - s.pages.free_pages) - s.span_pages() - s.large_pages;
+    // The CPU caches' storage is the only other user of pages.
+    assert!(cache_pages > 0 && cache_pages < 64, "{cache_pages}\n{s}");
+    assert_eq!(s.small_objects_in_use(), 3000, "{s}");
+    assert_eq!(s.large_runs, 1);
+    assert_eq!(s.large_pages, 25);
+    let text = format!("{s}");
+    assert!(
+        text.contains("strata heap") && text.contains("refills"),
+        "{text}"
+    );
+    for (p, layout) in blocks {
+        // SAFETY: live.
+        unsafe { heap.dealloc(p, layout) };
+    }
+    // SAFETY: live.
+    unsafe { heap.dealloc(b, big) };
+    assert_eq!(heap.stats().small_objects_in_use(), 0);
+}
+
+#[test]
+fn init_rejects_bad_regions() {
+    let arena = Arena::new(8 * MIB);
+    let a = arena.range(0, 4 * MIB);
+    let overlapping = arena.range(4 * MIB - 4096, MIB);
+    let heap = Heap::<TestCpu>::new();
+    // SAFETY: rejected before memory is touched.
+    let r = unsafe { heap.init(0, 1, &[a, overlapping]) };
+    assert_eq!(
+        r,
+        Err(HeapError::Overlap {
+            new: overlapping,
+            existing: a
+        })
+    );
+    let empty = arena.range(5 * MIB + 1, 100);
+    // SAFETY: rejected before memory is touched.
+    assert_eq!(
+        unsafe { heap.init(0, 1, &[empty]) },
+        Err(HeapError::EmptyRegion(empty))
+    );
+    // SAFETY: rejected before memory is touched.
+    assert_eq!(
+        unsafe { heap.init(0, 0, &[a]) },
+        Err(HeapError::InvalidConfig)
+    );
+    // SAFETY: a is unused arena memory.
+    unsafe { heap.init(0, 1, &[a]) }.unwrap();
+    // SAFETY: rejected.
+    assert_eq!(
+        unsafe { heap.init(0, 1, &[a]) },
+        Err(HeapError::AlreadyInitialized)
+    );
+    let msg = format!(
+        "{}",
+        HeapError::Overlap {
+            new: overlapping,
+            existing: a
+        }
+    );
+    assert!(
+        msg.contains(&format!("{:#x}", overlapping.start.as_u64())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn uninitialised_heap_returns_null() {
+    let heap = Heap::<TestCpu>::new();
+    // SAFETY: non-zero size.
+    assert!(unsafe { heap.alloc(Layout::new::<u64>()) }.is_null());
+    assert!(heap.alloc_pages(PageRequest::new(1)).is_none());
+}
+
+mod bad_frees {
+    use super::*;
+
+    fn heap() -> (Arena, Box<Heap<TestCpu>>) {
+        let arena = Arena::new(8 * MIB);
+        let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+        set_cpu(0);
+        (arena, heap)
+    }
+
+    #[test]
+    #[should_panic(expected = "not inside any region")]
+    fn foreign_pointer() {
+        let (_a, heap) = heap();
+        let mut x = 0u64;
+        // SAFETY: deliberately wrong; the heap must catch it.
+        unsafe { heap.dealloc(&mut x as *mut u64 as *mut u8, Layout::new::<u64>()) };
+    }
+
+    #[test]
+    #[should_panic(expected = "not at an object boundary")]
+    fn interior_pointer() {
+        let (_a, heap) = heap();
+        let l = Layout::from_size_align(48, 8).unwrap();
+        // SAFETY: deliberately wrong free of p + 8.
+        unsafe {
+            let p = heap.alloc(l);
+            heap.dealloc(p.add(8), l);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not of this layout's size class")]
+    fn wrong_layout_class() {
+        let (_a, heap) = heap();
+        // SAFETY: deliberately freed with another layout.
+        unsafe {
+            let p = heap.alloc(Layout::from_size_align(64, 8).unwrap());
+            heap.dealloc(p, Layout::from_size_align(512, 8).unwrap());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "no block is allocated there")]
+    fn large_double_free() {
+        let (_a, heap) = heap();
+        let l = Layout::from_size_align(64 * 1024, 8).unwrap();
+        // SAFETY: deliberately freed twice.
+        unsafe {
+            let p = heap.alloc(l);
+            heap.dealloc(p, l);
+            heap.dealloc(p, l);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "run of 20 pages, not 7 (wrong layout)")]
+    fn large_wrong_length() {
+        let (_a, heap) = heap();
+        // SAFETY: deliberately freed with another length.
+        unsafe {
+            let p = heap.alloc(Layout::from_size_align(20 * 4096, 8).unwrap());
+            heap.dealloc(p, Layout::from_size_align(3 * 4096 + 16 * 1024, 8).unwrap());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "the block is a page run")]
+    fn large_freed_as_small() {
+        let (_a, heap) = heap();
+        // SAFETY: deliberately freed as a small object.
+        unsafe {
+            let p = heap.alloc(Layout::from_size_align(40_000, 8).unwrap());
+            heap.dealloc(p, Layout::from_size_align(64, 8).unwrap());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "no block is allocated there")]
+    fn free_of_free_memory() {
+        let (a, heap) = heap();
+        // SAFETY: deliberately frees memory the heap never handed out (the
+        // last page before the metadata is free in a fresh heap).
+        unsafe { heap.dealloc((a.base() + 4 * MIB) as *mut u8, Layout::new::<u64>()) };
+    }
+
+    #[test]
+    #[should_panic(expected = "free_pages of")]
+    fn page_free_of_wrong_count() {
+        let (_a, heap) = heap();
+        let p = heap.alloc_pages(PageRequest::new(4)).unwrap();
+        // SAFETY: deliberately wrong count.
+        unsafe { heap.free_pages(p.phys, 2) };
+    }
+}
