@@ -339,6 +339,30 @@ impl PageHeap {
         None
     }
 
+    /// The metadata of frame `pfn`, without taking the lock: the free
+    /// path's lookup, with nothing else loaded.
+    ///
+    /// # Time Complexity
+    /// O(regions): one comparison per region descriptor.
+    #[inline(always)]
+    pub(crate) fn meta_of(&self, pfn: Pfn) -> Option<&PageMeta> {
+        let count = self.count.load(Ordering::Acquire);
+        let pfn = pfn.as_u64();
+        let mut i = 0;
+        while i < count {
+            // SAFETY: count <= MAX_REGIONS: slots are only published below it.
+            let slot = unsafe { self.slots.get_unchecked(i) };
+            let idx = pfn.wrapping_sub(slot.base.load(R));
+            if idx < slot.pages.load(R) {
+                // SAFETY: idx < pages, and a published slot's `meta` points
+                // at `pages` initialised entries that live as long as the heap.
+                return Some(unsafe { &*slot.meta.load(R).add(idx as usize) });
+            }
+            i += 1;
+        }
+        None
+    }
+
     /// The region and index of a page id.
     #[inline(always)]
     pub(crate) fn by_id(&self, id: PageId) -> (Region<'_>, u64) {

@@ -121,16 +121,30 @@ pub struct CpuStats {
     pub fallbacks: u64,
 }
 
+/// One class's stack in a CPU's cache.
+#[repr(C)]
+struct Stack {
+    /// Objects on the stack (atomic only so statistics can read it).
+    len: AtomicU32,
+    /// Most objects the stack holds (even).
+    cap: u32,
+    /// `cap` slots in the CPU's slot array.
+    slots: *mut VirtAddr,
+}
+
 /// One CPU's cache; see the [module docs](self).
 #[repr(C, align(64))]
 pub(crate) struct CpuCache {
     busy: AtomicBool,
-    /// Objects per class on the stack.
-    len: [AtomicU32; NUM_CLASSES],
-    slots: *mut VirtAddr,
-    hits: AtomicU64,
+    stacks: [Stack; NUM_CLASSES],
+    /// Allocations served from the stacks (frees served are derived in
+    /// `stats` from the lengths and the batch counts, to keep a counter off
+    /// the free path).
+    pops: AtomicU64,
     refills: AtomicU64,
+    refilled: AtomicU64,
     flushes: AtomicU64,
+    flushed: AtomicU64,
     fallbacks: AtomicU64,
 }
 
@@ -138,10 +152,10 @@ pub(crate) struct CpuCache {
 pub(crate) const CPU_BYTES: usize =
     core::mem::size_of::<CpuCache>() + SLOTS_PER_CPU * core::mem::size_of::<VirtAddr>();
 
-/// Increments a counter that only the claim holder writes.
+/// Adds to a counter that only the claim holder writes.
 #[inline(always)]
-fn bump(c: &AtomicU64) {
-    c.store(c.load(R) + 1, R);
+fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(R) + n, R);
 }
 
 impl CpuCache {
@@ -153,14 +167,23 @@ impl CpuCache {
     pub(crate) unsafe fn init(at: *mut CpuCache) {
         // SAFETY: the caller guarantees `at` is valid for the cache and its
         // slot array; the slots start right after the struct.
+        let slots = unsafe { at.add(1).cast::<VirtAddr>() };
+        let stacks = core::array::from_fn(|i| Stack {
+            len: AtomicU32::new(0),
+            cap: LAYOUT[i].0,
+            // SAFETY: LAYOUT's offsets stay within SLOTS_PER_CPU.
+            slots: unsafe { slots.add(LAYOUT[i].1 as usize) },
+        });
+        // SAFETY: as above.
         unsafe {
             at.write(CpuCache {
                 busy: AtomicBool::new(false),
-                len: [const { AtomicU32::new(0) }; NUM_CLASSES],
-                slots: at.add(1).cast::<VirtAddr>(),
-                hits: AtomicU64::new(0),
+                stacks,
+                pops: AtomicU64::new(0),
                 refills: AtomicU64::new(0),
+                refilled: AtomicU64::new(0),
                 flushes: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
                 fallbacks: AtomicU64::new(0),
             })
         }
@@ -197,46 +220,43 @@ impl CpuCache {
     }
 
     #[inline(always)]
-    fn slot(&self, class: SizeClass, i: u32) -> *mut VirtAddr {
-        let at = LAYOUT[class.index()].1 as usize + i as usize;
-        // SAFETY: the class's slots are `LAYOUT[class].1 ..+ capacity` within
-        // the CPU's slot array, and callers pass `i <= capacity`.
-        unsafe { self.slots.add(at) }
+    fn stack(&self, class: SizeClass) -> &Stack {
+        // SAFETY: a SizeClass index is below NUM_CLASSES.
+        unsafe { self.stacks.get_unchecked(class.index()) }
     }
 
     /// Pops a cached object of `class`. Caller holds the claim.
     #[inline(always)]
     pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
-        let len = &self.len[class.index()];
-        let n = len.load(R);
+        let st = self.stack(class);
+        let n = st.len.load(R);
         if n == 0 {
             return None;
         }
-        len.store(n - 1, R);
-        bump(&self.hits);
-        // SAFETY: slot n-1 < capacity holds an object; the claim gives us
-        // exclusive access to the slot array.
-        Some(unsafe { self.slot(class, n - 1).read() })
+        st.len.store(n - 1, R);
+        add(&self.pops, 1);
+        // SAFETY: slot n-1 < cap holds an object; the claim gives exclusive
+        // access to the slots.
+        Some(unsafe { st.slots.add(n as usize - 1).read() })
     }
 
     /// Pushes a freed object; `false` if the stack is full. Caller holds
     /// the claim.
     #[inline(always)]
     pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
-        let len = &self.len[class.index()];
-        let n = len.load(R);
-        if n == LAYOUT[class.index()].0 {
+        let st = self.stack(class);
+        let n = st.len.load(R);
+        if n == st.cap {
             return false;
         }
-        // SAFETY: n < capacity; exclusive access through the claim.
-        unsafe { self.slot(class, n).write(obj) };
-        len.store(n + 1, R);
-        bump(&self.hits);
+        // SAFETY: n < cap; exclusive access through the claim.
+        unsafe { st.slots.add(n as usize).write(obj) };
+        st.len.store(n + 1, R);
         true
     }
 
-    /// Refills an empty stack with one batch and pops one object. Caller
-    /// holds the claim.
+    /// Refills an empty stack with one batch (half the stack) and pops one
+    /// object. Caller holds the claim.
     pub(crate) fn refill(
         &self,
         irq: IrqOff<'_>,
@@ -244,24 +264,24 @@ impl CpuCache {
         pages: &PageHeap,
         class: SizeClass,
     ) -> Option<VirtAddr> {
-        let (cap, _) = LAYOUT[class.index()];
-        let len = &self.len[class.index()];
-        debug_assert_eq!(len.load(R), 0);
-        // SAFETY: the class's slots are `cap` valid, exclusively held
-        // entries (the claim); VirtAddr is a plain integer, any bits valid.
-        let slots =
-            unsafe { core::slice::from_raw_parts_mut(self.slot(class, 0), (cap / 2) as usize) };
+        let st = self.stack(class);
+        debug_assert_eq!(st.len.load(R), 0);
+        // SAFETY: the first cap/2 slots are valid and exclusively ours (the
+        // claim); VirtAddr is a plain integer, any bits valid.
+        let slots = unsafe { core::slice::from_raw_parts_mut(st.slots, (st.cap / 2) as usize) };
         let got = central.take(irq, pages, class, slots) as u32;
-        bump(&self.refills);
+        add(&self.refills, 1);
+        add(&self.refilled, got as u64);
         if got == 0 {
             return None;
         }
-        len.store(got - 1, R);
+        st.len.store(got - 1, R);
+        add(&self.pops, 1);
         Some(slots[got as usize - 1])
     }
 
-    /// Flushes one batch of a full stack to the central list, then pushes
-    /// `obj`. Caller holds the claim.
+    /// Flushes the top half of a full stack to the central list, then
+    /// pushes `obj`. Caller holds the claim.
     pub(crate) fn flush_and_push(
         &self,
         irq: IrqOff<'_>,
@@ -270,56 +290,65 @@ impl CpuCache {
         class: SizeClass,
         obj: VirtAddr,
     ) {
-        let (cap, _) = LAYOUT[class.index()];
-        let keep = cap / 2;
+        let st = self.stack(class);
+        let keep = st.cap / 2;
         // SAFETY: slots keep..cap hold objects; exclusive through the claim.
-        let batch =
-            unsafe { core::slice::from_raw_parts(self.slot(class, keep), (cap - keep) as usize) };
+        let batch = unsafe {
+            core::slice::from_raw_parts(st.slots.add(keep as usize), (st.cap - keep) as usize)
+        };
         central.give(irq, pages, class, batch);
-        bump(&self.flushes);
+        add(&self.flushes, 1);
+        add(&self.flushed, batch.len() as u64);
         // SAFETY: keep < cap.
-        unsafe { self.slot(class, keep).write(obj) };
-        self.len[class.index()].store(keep + 1, R);
+        unsafe { st.slots.add(keep as usize).write(obj) };
+        st.len.store(keep + 1, R);
     }
 
     /// Gives every cached object back. Caller holds the claim.
     pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
         for (i, central) in centrals.iter().enumerate() {
-            let class = SizeClass::new(i);
-            let n = self.len[i].load(R);
+            let st = &self.stacks[i];
+            let n = st.len.load(R);
             if n == 0 {
                 continue;
             }
             // SAFETY: slots 0..n hold objects; exclusive through the claim.
-            let objs = unsafe { core::slice::from_raw_parts(self.slot(class, 0), n as usize) };
-            central.give(irq, pages, class, objs);
-            self.len[i].store(0, R);
-            bump(&self.flushes);
+            let objs = unsafe { core::slice::from_raw_parts(st.slots, n as usize) };
+            central.give(irq, pages, SizeClass::new(i), objs);
+            st.len.store(0, R);
+            add(&self.flushes, 1);
+            add(&self.flushed, n as u64);
         }
     }
 
     /// Whether `obj` is on the stack of `class`. Caller holds the claim.
     pub(crate) fn contains(&self, class: SizeClass, obj: VirtAddr) -> bool {
-        let n = self.len[class.index()].load(R);
+        let st = self.stack(class);
+        let n = st.len.load(R);
         // SAFETY: slots 0..n hold objects; exclusive through the claim.
-        let objs = unsafe { core::slice::from_raw_parts(self.slot(class, 0), n as usize) };
+        let objs = unsafe { core::slice::from_raw_parts(st.slots, n as usize) };
         objs.contains(&obj)
     }
 
-    /// A snapshot of the counters (racy but consistent per field).
+    /// A snapshot of the counters (racy while the CPU allocates).
     pub(crate) fn stats(&self) -> CpuStats {
         let mut s = CpuStats {
-            hits: self.hits.load(R),
             refills: self.refills.load(R),
             flushes: self.flushes.load(R),
             fallbacks: self.fallbacks.load(R),
             ..CpuStats::default()
         };
-        for (i, len) in self.len.iter().enumerate() {
-            let n = len.load(R) as u64;
+        for (i, st) in self.stacks.iter().enumerate() {
+            let n = st.len.load(R) as u64;
             s.cached_objects += n;
             s.cached_bytes += n * CLASSES[i].size as u64;
         }
+        // Objects in = refilled + pushed; out = popped + flushed; the
+        // difference is what is cached now. So pushed (frees served) is:
+        let pops = self.pops.load(R);
+        let pushes =
+            (s.cached_objects + pops + self.flushed.load(R)).saturating_sub(self.refilled.load(R));
+        s.hits = pops + pushes;
         s
     }
 }

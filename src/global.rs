@@ -21,7 +21,7 @@ use core::alloc::{GlobalAlloc, Layout};
 // `dealloc` accepts exactly what `alloc` returned, checked. `realloc`
 // preserves contents up to the smaller size.
 unsafe impl<P: Platform> GlobalAlloc for Heap<P> {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match SizeClass::for_layout(layout.size(), layout.align()) {
             Some(class) => self.alloc_small(class),
@@ -29,7 +29,7 @@ unsafe impl<P: Platform> GlobalAlloc for Heap<P> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         match SizeClass::for_layout(layout.size(), layout.align()) {
             Some(class) => self.free_small(ptr, class, layout),

@@ -251,9 +251,13 @@ impl<P: Platform> Heap<P> {
     fn cache(&self, cpu: usize) -> Option<&CpuCache> {
         if cpu < self.ncpus.load(Ordering::Acquire) {
             let base = self.caches.load(Ordering::Relaxed);
-            // SAFETY: `ncpus` is published after the caches at `base` are
-            // initialised, and they live as long as the heap.
-            Some(unsafe { &*base.byte_add(cpu * CACHE_STRIDE) })
+            // SAFETY: `ncpus` is published (Release, read with Acquire) after
+            // the caches at `base` are initialised, so `base` is not null and
+            // `cpu < ncpus` caches live there, as long as the heap.
+            unsafe {
+                core::hint::assert_unchecked(!base.is_null());
+                Some(&*base.byte_add(cpu * CACHE_STRIDE))
+            }
         } else {
             None
         }
@@ -347,8 +351,8 @@ impl<P: Platform> Heap<P> {
     #[inline(always)]
     pub(crate) fn free_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
-        if let Err(why) = Span::locate(&self.pages, addr, class) {
-            bad_free(addr, layout, why);
+        if !Span::is_object(&self.pages, addr, class) {
+            self.bad_small_free(addr, class, layout);
         }
         if let Some(cache) = self.cache(P::cpu_id()) {
             if cache.try_claim::<P>() {
@@ -382,6 +386,7 @@ impl<P: Platform> Heap<P> {
 
     /// A run for a large layout; null if out of memory or the alignment
     /// cannot be honoured through the offset.
+    #[inline(never)]
     pub(crate) fn alloc_large(&self, layout: Layout) -> *mut u8 {
         let align = layout.align();
         if align > self.pages.offset().alignment() {
@@ -443,6 +448,7 @@ impl<P: Platform> Heap<P> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn free_large(&self, ptr: *mut u8, layout: Layout) {
         let n = layout.size().div_ceil(PAGE_SIZE).max(1) as u64;
         let addr = VirtAddr::from_ptr(ptr);
@@ -485,9 +491,16 @@ impl<P: Platform> Heap<P> {
     /// place).
     pub(crate) fn check_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
-        if let Err(why) = Span::locate(&self.pages, addr, class) {
-            bad_free(addr, layout, why);
+        if !Span::is_object(&self.pages, addr, class) {
+            self.bad_small_free(addr, class, layout);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn bad_small_free(&self, addr: VirtAddr, class: SizeClass, layout: Layout) -> ! {
+        bad_free(addr, layout, Span::diagnose(&self.pages, addr, class))
     }
 
     // ---- page API ------------------------------------------------------------

@@ -307,11 +307,10 @@ const_assert!(PAGE_SIZE / 8 < u16::MAX as usize);
 // `index_of` is exact when offset * size < 2^32 for every offset in a span.
 const_assert!(MAX_SMALL * (PAGE_SIZE << MAX_SPAN_ORDER) <= 1 << 32);
 
-/// `SIZE_TO_CLASS8[(size + 7) / 8]` for sizes up to 1024 bytes.
-static SIZE_TO_CLASS8: [u8; 1024 / 8 + 1] = small_lookup::<{ 1024 / 8 + 1 }>(8, 0);
-/// `SIZE_TO_CLASS128[(size - 1024 + 127) / 128]` for sizes 1024..=MAX_SMALL.
-static SIZE_TO_CLASS128: [u8; (MAX_SMALL - 1024) / 128 + 1] =
-    small_lookup::<{ (MAX_SMALL - 1024) / 128 + 1 }>(128, 1024);
+/// `SIZE_TO_CLASS[(size + 7) / 8]` for every size up to `MAX_SMALL`: one
+/// comparison and one load (2 KiB of table; Go splits it in two to save
+/// space, at the price of a second comparison on the hot path).
+static SIZE_TO_CLASS: [u8; MAX_SMALL / 8 + 1] = small_lookup::<{ MAX_SMALL / 8 + 1 }>(8, 0);
 
 const fn small_lookup<const N: usize>(step: usize, base: usize) -> [u8; N] {
     let (t, n) = GENERATED;
@@ -364,10 +363,8 @@ impl SizeClass {
     /// O(1): one comparison and one table load.
     #[inline(always)]
     pub fn for_size(size: usize) -> Option<SizeClass> {
-        if size <= 1024 {
-            Some(SizeClass(SIZE_TO_CLASS8[(size + 7) >> 3]))
-        } else if size <= MAX_SMALL {
-            Some(SizeClass(SIZE_TO_CLASS128[(size - 1024 + 127) >> 7]))
+        if size <= MAX_SMALL {
+            Some(SizeClass(SIZE_TO_CLASS[(size + 7) >> 3]))
         } else {
             None
         }

@@ -39,7 +39,7 @@
 //! are written when the span is made or retired, under the same lock, and
 //! are read without any lock to validate frees.
 
-use crate::addr::{PhysOffset, VirtAddr};
+use crate::addr::{PhysOffset, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, PageId, PageMeta, Region, Run};
 use crate::size_class::SizeClass;
 use core::sync::atomic::Ordering;
@@ -234,6 +234,47 @@ impl<'a> Span<'a> {
             return Err(BadFree::Misaligned { object });
         }
         Ok((span, obj as u16))
+    }
+
+    /// Whether `addr` is an object boundary of a live span of `class`,
+    /// loading only the page's metadata and the class table: the check on
+    /// every free's fast path. [`diagnose`](Self::diagnose) says what is
+    /// wrong when it is not.
+    ///
+    /// # Time Complexity
+    /// O(regions) + O(1): one comparison per region, one metadata load, a
+    /// multiply instead of a division.
+    #[inline(always)]
+    pub(crate) fn is_object(pages: &PageHeap, addr: VirtAddr, class: SizeClass) -> bool {
+        let phys = pages.offset().to_phys(addr);
+        let Some(m) = pages.meta_of(phys.pfn()) else {
+            return false;
+        };
+        let tag = m.tag();
+        if tag | 1 != kind::SPAN_TAIL as u16 | (class.index() as u16) << 8 {
+            return false;
+        }
+        // Pages from the span's first page: 0 on the head, `a` on the others.
+        let pages_in = if tag & 1 == 0 {
+            0
+        } else {
+            m.a.load(R) as usize
+        };
+        let off = (addr.as_usize() & (PAGE_SIZE - 1)) + (pages_in << PAGE_SHIFT);
+        let info = class.info();
+        let obj = info.index_of(off);
+        obj * info.size as usize == off && obj < info.objects as usize
+    }
+
+    /// Why `addr` is not an object of `class` (after
+    /// [`is_object`](Self::is_object) said so).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn diagnose(pages: &'a PageHeap, addr: VirtAddr, class: SizeClass) -> BadFree {
+        match Self::locate(pages, addr, class) {
+            Ok(_) => unreachable!("strata: {addr} is an object after all"),
+            Err(why) => why,
+        }
     }
 
     #[cold]
