@@ -4,7 +4,7 @@
 //!
 //! Every managed page. A region is a physical range the caller hands over
 //! (from the e820/UEFI/PVH memory map or a device tree), trimmed inward to
-//! page boundaries. Its per-page metadata ([`PageMeta`], 16 bytes a page,
+//! page boundaries. Its per-page metadata (`PageMeta`, 16 bytes a page,
 //! 0.39 % of the region) is carved from the top of the region itself, so
 //! the heap needs no memory of its own beyond a fixed table of
 //! [`MAX_REGIONS`] region descriptors. A region larger than `2^MAX_ORDER`
@@ -30,8 +30,8 @@
 //!
 //! # Invariants (all under the page heap lock)
 //!
-//! * A page's [`PageMeta`] says `FREE` exactly when the page is the first
-//!   page of a free block; its `order` is the block's order. Interior pages of
+//! * A page's `PageMeta` says `FREE` exactly when the page is the first
+//!   page of a free block on a free list; its `order` is the block's order. Interior pages of
 //!   free blocks and of allocated page runs say `UNUSED`, so a stale tag can
 //!   never make a buddy look free. Checking whether a buddy is free is one
 //!   metadata load.
@@ -40,7 +40,26 @@
 //!   checked against it. Span pages are tagged by the span layer.
 //! * A run of any length `n` costs exactly `n` pages: a request is served
 //!   from a block of order `ceil(log2 n)` (or the alignment's order if
-//!   larger), and the surplus goes straight back as aligned blocks.
+//!   larger), and the surplus goes straight back as aligned blocks. The
+//!   next run whose length is not a power of two starts in that surplus
+//!   when the pages there are free (next fit), so runs of one odd size
+//!   pack back to back rather than each stranding its surplus.
+//!
+//! # Deferred coalescing
+//!
+//! Merging a freed block with its buddies, and splitting it again for the
+//! next request of the same size, costs a list operation per order. A
+//! kernel that frees and allocates runs of one size in turn (a driver's
+//! buffers, a task's stack) would pay that twice per cycle. So the last
+//! block freed at each order up to [`PARK_MAX_ORDER`] is *parked*: counted
+//! as free, tagged `UNUSED` (so no buddy check merges with it), and handed
+//! out first to the next request of that order. Parking another block of
+//! the same order merges the previous one; any search that must see all
+//! free memory (no fitting block in the lists, a physical limit, growing a
+//! run in place, an assembled run) merges all of them first. At most one
+//! block per order is parked, 8 MiB in all, plus the last freed run whose
+//! length is not a power of two (under 4 MiB), which the next request of
+//! exactly that length takes whole.
 //!
 //! # Concurrency
 //!
@@ -69,10 +88,14 @@ pub const MAX_ORDER: u32 = 26;
 pub const ORDERS: usize = MAX_ORDER as usize + 1;
 /// How many region descriptors the heap holds. Memory maps of real machines
 /// have a handful of usable ranges; 63 keeps a region index in 6 bits of a
-/// [`PageId`].
+/// page id.
 pub const MAX_REGIONS: usize = 63;
 
 const REGION_PAGES_MAX: u64 = 1 << MAX_ORDER;
+/// Orders up to this (4 MiB blocks) keep their last freed block parked
+/// instead of merging it at once; see "Deferred coalescing".
+pub const PARK_MAX_ORDER: u32 = 10;
+const PARKED: usize = PARK_MAX_ORDER as usize + 1;
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// The kind of a page, in the low byte of [`PageMeta::tag`].
@@ -221,6 +244,17 @@ struct Lists {
     meta_pages: u64,
     /// Highest `managed_pages - free_pages` seen.
     peak_used: u64,
+    /// Live runs tagged `RUN`, and their pages.
+    runs: u64,
+    run_pages: u64,
+    /// The parked block of each order (a `PageId`), or NIL.
+    parked: [u32; PARKED],
+    /// The parked run whose length is not a power of two: (`PageId` or
+    /// NIL, length).
+    parked_run: (u32, u32),
+    /// Where the last run that was not a power of two ended (a `PageId`),
+    /// or NIL: the next such run starts there if the pages are free.
+    next_fit: u32,
 }
 
 /// A page run taken from the page heap.
@@ -246,6 +280,10 @@ pub struct PageStats {
     pub free_blocks: [u64; ORDERS],
     /// Region descriptors in use.
     pub regions: usize,
+    /// Live page runs (large blocks and page API).
+    pub runs: u64,
+    /// Pages in those runs.
+    pub run_pages: u64,
 }
 
 /// The buddy page heap; see the [module docs](self).
@@ -280,6 +318,11 @@ impl PageHeap {
                 managed_pages: 0,
                 meta_pages: 0,
                 peak_used: 0,
+                runs: 0,
+                run_pages: 0,
+                parked: [NIL; PARKED],
+                parked_run: (NIL, 0),
+                next_fit: NIL,
             }),
         }
     }
@@ -509,10 +552,32 @@ impl PageHeap {
         }
         let mut lists = self.lock(irq);
         let count = self.count.load(R);
+        let parked = if limit.is_none() && need <= PARK_MAX_ORDER {
+            self.take_parked(&mut lists, need)
+        } else {
+            None
+        };
+        let packed = if parked.is_some() || limit.is_some() || n.is_power_of_two() {
+            None
+        } else {
+            self.take_parked_run(&mut lists, n, align_order)
+                .or_else(|| (align_order == 0).then(|| self.take_next_fit(&mut lists, n))?)
+        };
         // `order`: the block taken, to split down to `need` and trim; None
         // when the run was assembled from smaller blocks, already exact.
         let (region, index, order) = match limit {
+            _ if parked.is_some() => {
+                let (region, index) = parked?;
+                (region, index, Some(need))
+            }
+            _ if packed.is_some() => {
+                let (region, index) = packed?;
+                (region, index, None)
+            }
             None => {
+                if (0..count).all(|r| lists.masks[r] >> need == 0) {
+                    self.unpark_all(&mut lists);
+                }
                 // Smallest fitting order over all regions; on a tie the
                 // highest region, to keep low memory for limited requests.
                 let mut best: Option<(u32, usize, u64)> = None;
@@ -541,6 +606,7 @@ impl PageHeap {
                 }
             }
             Some(limit) => {
+                self.unpark_all(&mut lists);
                 let (region, index, order) =
                     self.take_below(&mut lists, count, n, need, limit.as_u64())?;
                 (region, index, Some(order))
@@ -553,10 +619,19 @@ impl PageHeap {
                 Self::push(&mut lists, region, index + (1 << order), order);
             }
             // Give the surplus of the rounded-up block straight back.
-            Self::free_range(&mut lists, region, index + n, (1 << need) - n);
+            if (1 << need) > n {
+                Self::free_range(&mut lists, region, index + n, (1 << need) - n);
+            }
+        }
+        if !n.is_power_of_two() && index + n < region.pages {
+            lists.next_fit = region.id(index + n).0;
         }
         let used = lists.managed_pages - lists.free_pages;
         lists.peak_used = lists.peak_used.max(used);
+        if kind == kind::RUN {
+            lists.runs += 1;
+            lists.run_pages += n;
+        }
         let head = region.meta(index);
         head.set_tag(kind, 0);
         head.a.store(n as u32, R);
@@ -565,6 +640,8 @@ impl PageHeap {
 
     /// Finds and unlinks a free block of order >= `need` whose first `n`
     /// pages end at or below `limit`.
+    #[cold]
+    #[inline(never)]
     fn take_below<'a>(
         &'a self,
         lists: &mut Lists,
@@ -602,6 +679,8 @@ impl PageHeap {
     ///
     /// # Time Complexity
     /// O(free blocks × log n): the slow path before reporting out of memory.
+    #[cold]
+    #[inline(never)]
     fn assemble<'a>(
         &'a self,
         lists: &mut Lists,
@@ -645,13 +724,125 @@ impl PageHeap {
     /// Frees a run of `n` pages at region-local `index`.
     pub(crate) fn free(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64) {
         let mut lists = self.lock(irq);
-        run.region.meta(run.index).set_tag(kind::UNUSED, 0);
-        Self::free_range(&mut lists, run.region, run.index, n);
+        let head = run.region.meta(run.index);
+        if head.kind() == kind::RUN {
+            lists.runs -= 1;
+            lists.run_pages -= n;
+        }
+        head.set_tag(kind::UNUSED, 0);
+        if !n.is_power_of_two() && n < 1 << PARK_MAX_ORDER {
+            let old = core::mem::replace(
+                &mut lists.parked_run,
+                (run.region.id(run.index).0, n as u32),
+            );
+            lists.free_pages += n;
+            if old.0 != NIL {
+                self.unpark_run(&mut lists, old);
+            }
+            return;
+        }
+        let (region, mut index, mut left) = (run.region, run.index, n);
+        while left > 0 {
+            let order = Self::chunk_order(region, index, left);
+            if order <= PARK_MAX_ORDER {
+                self.park(&mut lists, region, index, order);
+            } else {
+                Self::free_block(&mut lists, region, index, order);
+            }
+            index += 1 << order;
+            left -= 1 << order;
+        }
+    }
+
+    /// Parks a freed block as the one kept unmerged for its order, merging
+    /// the block parked before it.
+    fn park(&self, lists: &mut Lists, region: Region<'_>, index: u64, order: u32) {
+        let old = core::mem::replace(&mut lists.parked[order as usize], region.id(index).0);
+        lists.free_pages += 1 << order;
+        lists.blocks[order as usize] += 1;
+        if old != NIL {
+            self.unpark(lists, PageId(old), order);
+        }
+    }
+
+    /// Takes `n` pages where the last odd-sized run ended, if they are
+    /// free: runs of one odd size then pack back to back instead of each
+    /// stranding the surplus of its rounded-up block between two runs.
+    fn take_next_fit(&self, lists: &mut Lists, n: u64) -> Option<(Region<'_>, u64)> {
+        if lists.next_fit == NIL {
+            return None;
+        }
+        let (region, index) = self.by_id(PageId(lists.next_fit));
+        Self::claim_free(lists, region, index, index + n).then_some((region, index))
+    }
+
+    /// Takes the parked run if it is `n` pages long and aligned to
+    /// `2^align_order` pages.
+    fn take_parked_run(
+        &self,
+        lists: &mut Lists,
+        n: u64,
+        align_order: u32,
+    ) -> Option<(Region<'_>, u64)> {
+        let (id, len) = lists.parked_run;
+        if id == NIL || len as u64 != n {
+            return None;
+        }
+        let (region, index) = self.by_id(PageId(id));
+        if (region.base + index) % (1 << align_order) != 0 {
+            return None;
+        }
+        lists.parked_run = (NIL, 0);
+        lists.free_pages -= n;
+        Some((region, index))
+    }
+
+    /// Takes the parked block of `order`, if any.
+    fn take_parked(&self, lists: &mut Lists, order: u32) -> Option<(Region<'_>, u64)> {
+        let id = core::mem::replace(&mut lists.parked[order as usize], NIL);
+        if id == NIL {
+            return None;
+        }
+        lists.free_pages -= 1 << order;
+        lists.blocks[order as usize] -= 1;
+        Some(self.by_id(PageId(id)))
+    }
+
+    /// Merges a parked run into the free lists.
+    fn unpark_run(&self, lists: &mut Lists, (id, n): (u32, u32)) {
+        let (region, index) = self.by_id(PageId(id));
+        lists.free_pages -= n as u64;
+        Self::free_range(lists, region, index, n as u64);
+    }
+
+    /// Merges a parked block into the free lists.
+    fn unpark(&self, lists: &mut Lists, id: PageId, order: u32) {
+        let (region, index) = self.by_id(id);
+        lists.free_pages -= 1 << order;
+        lists.blocks[order as usize] -= 1;
+        Self::free_block(lists, region, index, order);
+    }
+
+    /// Merges every parked block: before a search that must see all free
+    /// memory (a limit, an assembled run, a grow, or no fitting block).
+    #[cold]
+    fn unpark_all(&self, lists: &mut Lists) {
+        let run = core::mem::replace(&mut lists.parked_run, (NIL, 0));
+        if run.0 != NIL {
+            self.unpark_run(lists, run);
+        }
+        for order in 0..PARKED {
+            let id = core::mem::replace(&mut lists.parked[order], NIL);
+            if id != NIL {
+                self.unpark(lists, PageId(id), order as u32);
+            }
+        }
     }
 
     /// Returns pages `[index + keep, index + n)` of a run to the free lists.
     pub(crate) fn shrink(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64, keep: u64) {
         let mut lists = self.lock(irq);
+        lists.run_pages -= n - keep;
         run.region.meta(run.index).a.store(keep as u32, R);
         Self::free_range(&mut lists, run.region, run.index + keep, n - keep);
     }
@@ -667,39 +858,64 @@ impl PageHeap {
             return false;
         }
         let mut lists = self.lock(irq);
-        // Any free block holding the page after the run starts exactly
-        // there (it cannot include the run's last page), and so on.
-        let mut cursor = run.index + n;
-        while cursor < end {
+        self.unpark_all(&mut lists);
+        if !Self::claim_free(&mut lists, region, run.index + n, end) {
+            return false;
+        }
+        region.meta(run.index).a.store(new_n as u32, R);
+        lists.run_pages += new_n - n;
+        let used = lists.managed_pages - lists.free_pages;
+        lists.peak_used = lists.peak_used.max(used);
+        true
+    }
+
+    /// Takes pages `[from, to)` if free blocks on the lists cover them,
+    /// giving back what the last block holds past `to`. Any free block that
+    /// holds page `from` starts there when page `from - 1` is not free (the
+    /// end of a run, or of an earlier claim), and so on block by block.
+    ///
+    /// # Time Complexity
+    /// O(log(to - from)) blocks inspected.
+    fn claim_free(lists: &mut Lists, region: Region<'_>, from: u64, to: u64) -> bool {
+        if to > region.pages {
+            return false;
+        }
+        let mut cursor = from;
+        while cursor < to {
             let m = region.meta(cursor);
             if m.kind() != kind::FREE {
                 return false;
             }
             cursor += 1 << (m.tag() >> 8);
         }
-        let mut cursor = run.index + n;
-        while cursor < end {
-            let order = (region.meta(cursor).tag() >> 8) as u32;
-            Self::unlink(&mut lists, region, cursor, order);
-            cursor += 1 << order;
+        let mut c = from;
+        while c < cursor {
+            let order = (region.meta(c).tag() >> 8) as u32;
+            Self::unlink(lists, region, c, order);
+            c += 1 << order;
         }
-        Self::free_range(&mut lists, region, end, cursor - end);
-        region.meta(run.index).a.store(new_n as u32, R);
-        let used = lists.managed_pages - lists.free_pages;
-        lists.peak_used = lists.peak_used.max(used);
+        if cursor > to {
+            Self::free_range(lists, region, to, cursor - to);
+        }
         true
     }
 
     /// Frees `[index, index + n)` as maximal aligned blocks, coalescing.
     fn free_range(lists: &mut Lists, region: Region<'_>, mut index: u64, mut n: u64) {
         while n > 0 {
-            let align = (region.base + index).trailing_zeros();
-            let fit = 63 - n.leading_zeros();
-            let order = align.min(fit).min(MAX_ORDER);
+            let order = Self::chunk_order(region, index, n);
             Self::free_block(lists, region, index, order);
             index += 1 << order;
             n -= 1 << order;
         }
+    }
+
+    /// The order of the largest aligned block at `index` within `n` pages.
+    #[inline]
+    fn chunk_order(region: Region<'_>, index: u64, n: u64) -> u32 {
+        let align = (region.base + index).trailing_zeros();
+        let fit = 63 - n.leading_zeros();
+        align.min(fit).min(MAX_ORDER)
     }
 
     /// Frees one aligned block, merging it with free buddies.
@@ -771,6 +987,8 @@ impl PageHeap {
             peak_used_pages: lists.peak_used,
             free_blocks: lists.blocks,
             regions: self.count.load(R),
+            runs: lists.runs,
+            run_pages: lists.run_pages,
         }
     }
 
@@ -818,6 +1036,23 @@ impl PageHeap {
                     i = m.b.load(R);
                 }
             }
+        }
+        for (order, &id) in lists.parked.iter().enumerate() {
+            if id != NIL {
+                let (region, index) = self.by_id(PageId(id));
+                assert_eq!(region.meta(index).kind(), kind::UNUSED, "parked block tag");
+                assert_eq!(
+                    (region.base + index) % (1 << order),
+                    0,
+                    "parked block alignment"
+                );
+                free += 1u64 << order;
+            }
+        }
+        if lists.parked_run.0 != NIL {
+            let (region, index) = self.by_id(PageId(lists.parked_run.0));
+            assert_eq!(region.meta(index).kind(), kind::UNUSED, "parked run tag");
+            free += lists.parked_run.1 as u64;
         }
         assert_eq!(free, lists.free_pages, "free page count");
     }
@@ -911,6 +1146,31 @@ mod tests {
             .alloc(irq(), 64, 0, Some(range.start.pfn().add(10)), kind::RUN)
             .is_none());
         heap.check(irq());
+    }
+
+    #[test]
+    fn parked_blocks_are_reused_and_merged_when_needed() {
+        let mut a = Arena::new(1024);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), a.range(0, 1024)) }.unwrap();
+        let start = heap.stats(irq()).free_pages;
+        let run = heap.alloc(irq(), 16, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 16);
+        assert_eq!(heap.stats(irq()).free_pages, start);
+        heap.check(irq());
+        // The same size gets the parked block back.
+        let again = heap.alloc(irq(), 16, 0, None, kind::RUN).unwrap();
+        assert_eq!(again.index, run.index);
+        heap.free(irq(), again, 16);
+        // A request that needs everything merges the parked blocks first.
+        let managed = heap.stats(irq()).managed_pages;
+        let largest = 1u64 << (63 - managed.leading_zeros());
+        let all = heap.alloc(irq(), largest, 0, None, kind::RUN);
+        assert!(all.is_some(), "parked blocks were not merged back");
+        heap.free(irq(), all.unwrap(), largest);
+        heap.check(irq());
+        assert_eq!(heap.stats(irq()).free_pages, start);
     }
 
     #[test]

@@ -29,6 +29,7 @@
 
 use crate::addr::VirtAddr;
 use crate::buddy::{kind, PageHeap, PageId};
+use crate::debug;
 use crate::platform::IrqOff;
 use crate::size_class::SizeClass;
 use crate::span::Span;
@@ -70,6 +71,10 @@ pub struct ClassStats {
 }
 
 /// The central list of one size class; see the [module docs](self).
+///
+/// Aligned to two cache lines so that CPUs working on neighbouring classes
+/// do not share (and bounce) a line.
+#[repr(align(128))]
 pub(crate) struct CentralList {
     lists: SpinMutex<Lists>,
 }
@@ -98,6 +103,7 @@ impl CentralList {
         pages: &PageHeap,
         class: SizeClass,
         out: &mut [VirtAddr],
+        poison: bool,
     ) -> usize {
         let offset = pages.offset();
         let order = class.info().span_order as u32;
@@ -109,6 +115,12 @@ impl CentralList {
                     break;
                 };
                 let span = Span::init(run, class);
+                if poison {
+                    let bytes = class.info().span_bytes();
+                    // SAFETY: the span's pages are fresh from the page heap
+                    // and hold no object yet.
+                    unsafe { debug::fill(span.base(offset), bytes, debug::POISON_FREE) };
+                }
                 l.spans += 1;
                 l.empty += 1;
                 Self::link_front(&mut l, pages, span);
@@ -196,6 +208,25 @@ impl CentralList {
             }
         }
         freed
+    }
+
+    /// Whether `obj` (an object of this class) is free in its span: never
+    /// handed out, or on the span's free list.
+    ///
+    /// # Time Complexity
+    /// O(objects per span).
+    pub(crate) fn is_free(
+        &self,
+        _irq: IrqOff<'_>,
+        pages: &PageHeap,
+        class: SizeClass,
+        obj: VirtAddr,
+    ) -> bool {
+        let _l = self.lists.lock();
+        match Span::locate(pages, obj, class) {
+            Ok((span, index)) => span.is_free(pages.offset(), index),
+            Err(_) => false,
+        }
     }
 
     pub(crate) fn stats(&self) -> ClassStats {

@@ -6,10 +6,12 @@
 //!   the address and the reason if it is not a live block of that layout.
 //! * `realloc` stays in place when the old and new sizes share a size
 //!   class, or are both page runs and the run can shrink, or grow into free
-//!   pages after it; otherwise it allocates, copies and frees.
+//!   pages after it; otherwise it allocates, copies and frees. (Blocks of
+//!   the early arena, and every block when canaries are on, always move.)
 //! * `alloc_zeroed` zeroes the requested bytes. (Fresh pages are not known
 //!   to be zero: memory from the firmware's map may hold anything.)
 
+use crate::debug::DebugFlags;
 use crate::heap::Heap;
 use crate::platform::Platform;
 use crate::size_class::SizeClass;
@@ -24,7 +26,7 @@ unsafe impl<P: Platform> GlobalAlloc for Heap<P> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match SizeClass::for_layout(layout.size(), layout.align()) {
-            Some(class) => self.alloc_small(class),
+            Some(class) => self.alloc_small(class, layout),
             None => self.alloc_large(layout),
         }
     }
@@ -51,7 +53,9 @@ unsafe impl<P: Platform> GlobalAlloc for Heap<P> {
         let align = layout.align();
         let old = SizeClass::for_layout(layout.size(), align);
         let new = SizeClass::for_layout(new_size, align);
+        let in_place = !self.is_early(ptr) && !self.debug_flags().contains(DebugFlags::CANARY);
         match (old, new) {
+            _ if !in_place => {}
             (Some(a), Some(b)) if a == b => {
                 self.check_small(ptr, a, layout);
                 return ptr;

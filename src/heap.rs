@@ -14,18 +14,19 @@
 //! A page-run alignment above the alignment of the phys→virt offset cannot
 //! be honoured in virtual addresses and fails (null).
 //!
-//! Small requests go through one function each way, [`Heap::alloc_small`]
-//! and [`Heap::free_small`]: the per-CPU cache when the caller's CPU id is
+//! Small requests go through one function each way, `Heap::alloc_small`
+//! and `Heap::free_small`: the per-CPU cache when the caller's CPU id is
 //! below `max_cpus` and its cache is free to claim, else the central path
-//! ([`Heap::alloc_central`], [`Heap::free_central`]), which takes the
+//! (`Heap::alloc_central`, `Heap::free_central`), which takes the
 //! class's lock.
 //!
 //! # Out of memory
 //!
 //! When the page heap cannot serve a request, the heap flushes the calling
-//! CPU's cache, gives the empty spans kept by the central lists back to the
-//! page heap and tries once more; then it returns null. (Other CPUs' caches
-//! are theirs: `drain_cpu` them if memory is tight.) It never panics on out-of-memory, and it
+//! CPU's cache (and, on a preemptive platform, every other CPU's cache that
+//! is not in use), gives the empty spans kept by the central lists back to
+//! the page heap, asks the grow handler if one is set, and tries again;
+//! then it returns null. It never panics on out-of-memory, and it
 //! keeps working after frees.
 //!
 //! # Checks on free
@@ -37,10 +38,12 @@
 //! a small object that is still cached on its CPU is not detected here;
 //! the debug flags catch those double frees.)
 
-use crate::addr::{PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
+use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, Run, MAX_REGIONS};
 use crate::central::CentralList;
 use crate::cpu_cache::{CpuCache, CPU_BYTES};
+use crate::debug::{self, DebugFlags};
+use crate::early::Early;
 use crate::error::HeapError;
 use crate::platform::{IrqOff, Platform};
 use crate::size_class::{SizeClass, NUM_CLASSES};
@@ -49,7 +52,7 @@ use crate::stats::{HeapStats, STATS_CPUS};
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -107,6 +110,9 @@ pub struct PageAllocation {
     pub count: usize,
 }
 
+/// Called when the heap is out of memory; see [`Heap::set_grow_handler`].
+pub type GrowHandler<P> = fn(&Heap<P>, Layout) -> bool;
+
 /// A memory allocator over physical page ranges. See the crate docs.
 ///
 /// `P` is the [`Platform`]: the CPU id and interrupt guard.
@@ -116,8 +122,9 @@ pub struct Heap<P: Platform> {
     caches: AtomicPtr<CpuCache>,
     ncpus: AtomicUsize,
     state: AtomicU8,
-    runs: AtomicU64,
-    run_pages: AtomicU64,
+    debug: DebugFlags,
+    early: Early,
+    grow: AtomicPtr<()>,
     _platform: PhantomData<fn() -> P>,
 }
 
@@ -129,18 +136,55 @@ impl<P: Platform> Default for Heap<P> {
 
 impl<P: Platform> Heap<P> {
     /// An empty heap, for a `static`. Every allocation fails (null) until
-    /// [`init`](Self::init).
+    /// [`init`](Self::init) (or [`init_early`](Self::init_early)).
     pub const fn new() -> Self {
+        Self::with_debug(DebugFlags::empty())
+    }
+
+    /// An empty heap with debug checks; see [`DebugFlags`].
+    pub const fn with_debug(debug: DebugFlags) -> Self {
         Heap {
             pages: PageHeap::new(),
             central: [const { CentralList::new() }; NUM_CLASSES],
             caches: AtomicPtr::new(null_mut()),
             ncpus: AtomicUsize::new(0),
             state: AtomicU8::new(UNINIT),
-            runs: AtomicU64::new(0),
-            run_pages: AtomicU64::new(0),
+            debug,
+            early: Early::new(),
+            grow: AtomicPtr::new(null_mut()),
             _platform: PhantomData,
         }
+    }
+
+    /// The debug checks this heap runs.
+    pub fn debug_flags(&self) -> DebugFlags {
+        self.debug
+    }
+
+    /// Gives the heap a static arena to serve allocations made before
+    /// [`init`](Self::init) (see [`early`](crate::early)). Returns `false`
+    /// if it already has one.
+    ///
+    /// # Time Complexity
+    /// O(1).
+    pub fn init_early(&self, arena: &'static mut [core::mem::MaybeUninit<u8>]) -> bool {
+        self.early.init(arena)
+    }
+
+    /// Bytes in use in the early arena.
+    pub fn early_bytes_in_use(&self) -> usize {
+        self.early.used()
+    }
+
+    /// Sets the function called when an allocation finds no memory (after
+    /// the heap has flushed this CPU's cache and its reserves). If it
+    /// returns `true` (typically after [`add_region`](Self::add_region) with
+    /// memory the kernel just mapped) the allocation is retried once; if it
+    /// returns `false` the allocation fails. It runs with no strata lock
+    /// held, and may allocate. While it runs, other failures (nested in it,
+    /// or on other CPUs) do not call it again: they fail.
+    pub fn set_grow_handler(&self, handler: GrowHandler<P>) {
+        self.grow.store(handler as *mut (), Ordering::Release);
     }
 
     /// Initialises the heap with its regions, once.
@@ -151,7 +195,10 @@ impl<P: Platform> Heap<P> {
     /// `max_cpus` bounds the CPU ids that get a cache; the caches are carved
     /// from the regions here. Every region is checked (non-empty after
     /// trimming its edges inward to pages, no overflow, no overlap with
-    /// another) before any is used; on an error nothing is changed.
+    /// another) before any is used; on such an error nothing is changed.
+    /// (Ranges so large that they need more region descriptors than are
+    /// left are the exception: the heap keeps the regions added so far and
+    /// reports [`HeapError::TooManyRegions`].)
     ///
     /// If the regions cannot hold the caches, the heap still works, on the
     /// central path alone, and `Err(HeapError::OutOfMemory)` says so.
@@ -190,14 +237,21 @@ impl<P: Platform> Heap<P> {
         self.pages.set_offset(offset);
         let guard = P::disable_interrupts();
         let irq = IrqOff::new(&guard);
+        let mut result = Ok(());
         for r in regions {
             // SAFETY: the caller vouches for every range; they were checked
             // not to overlap each other, and the heap was empty.
-            unsafe { self.pages.add_region(irq, *r) }?;
+            if let Err(e) = unsafe { self.pages.add_region(irq, *r) } {
+                // Only a range too large for the region table gets here
+                // (checked ranges are otherwise always accepted); the heap
+                // keeps what it has.
+                result = Err(e);
+                break;
+            }
         }
-        let result = self.init_caches(irq, max_cpus);
+        let caches = self.init_caches(irq, max_cpus);
         self.state.store(READY, Ordering::Release);
-        result
+        result.and(caches)
     }
 
     fn init_caches(&self, irq: IrqOff<'_>, max_cpus: usize) -> Result<(), HeapError> {
@@ -221,6 +275,11 @@ impl<P: Platform> Heap<P> {
         Ok(())
     }
 
+    /// Whether [`init`](Self::init) has completed.
+    pub fn is_initialized(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+    }
+
     /// Adds a region at run time (memory hot-add, or a kernel growing its
     /// heap). Safe to call while other CPUs allocate.
     ///
@@ -234,7 +293,7 @@ impl<P: Platform> Heap<P> {
     /// # Time Complexity
     /// O(regions + metadata pages).
     pub unsafe fn add_region(&self, range: PhysRange) -> Result<(), HeapError> {
-        if self.state.load(Ordering::Acquire) != READY {
+        if !self.is_initialized() {
             return Err(HeapError::NotInitialized);
         }
         let guard = P::disable_interrupts();
@@ -265,13 +324,22 @@ impl<P: Platform> Heap<P> {
 
     // ---- small objects ----------------------------------------------------
 
-    /// Allocates one object of `class`: the CPU cache if it can be claimed,
-    /// else the central list. Null when out of memory.
+    /// Allocates one object of `class` for `layout`: the CPU cache if it can
+    /// be claimed, else the central list. Null when out of memory.
     ///
     /// # Time Complexity
     /// O(1) on a cache hit; one batch otherwise.
     #[inline(always)]
-    pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
+    pub(crate) fn alloc_small(&self, class: SizeClass, layout: Layout) -> *mut u8 {
+        let obj = self.alloc_object(class, layout);
+        if !self.debug.is_empty() && !obj.is_null() {
+            self.debug_alloc(VirtAddr::from_ptr(obj), class, layout);
+        }
+        obj
+    }
+
+    #[inline(always)]
+    fn alloc_object(&self, class: SizeClass, layout: Layout) -> *mut u8 {
         if let Some(cache) = self.cache(P::cpu_id()) {
             if cache.try_claim::<P>() {
                 P::cache_claimed();
@@ -282,44 +350,61 @@ impl<P: Platform> Heap<P> {
                 cache.release();
                 return match obj {
                     Some(obj) => obj.as_mut_ptr(),
-                    None => self.alloc_retry(class),
+                    None => self.alloc_retry(class, layout),
                 };
             }
             cache.count_fallback();
         }
-        self.alloc_central(class)
+        self.alloc_central(class, layout)
     }
 
     #[inline(never)]
     fn refill(&self, cache: &CpuCache, class: SizeClass) -> Option<VirtAddr> {
         let guard = P::disable_interrupts();
+        let poison = self.debug.contains(DebugFlags::POISON);
         cache.refill(
             IrqOff::new(&guard),
             &self.central[class.index()],
             &self.pages,
             class,
+            poison,
         )
+    }
+
+    fn take_one(&self, class: SizeClass) -> Option<VirtAddr> {
+        let mut obj = [VirtAddr::new(0)];
+        let guard = P::disable_interrupts();
+        let irq = IrqOff::new(&guard);
+        let poison = self.debug.contains(DebugFlags::POISON);
+        (self.central[class.index()].take(irq, &self.pages, class, &mut obj, poison) == 1)
+            .then_some(obj[0])
     }
 
     /// The central path for one object.
     #[inline(never)]
-    pub(crate) fn alloc_central(&self, class: SizeClass) -> *mut u8 {
-        let mut obj = [VirtAddr::new(0)];
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
-        if self.central[class.index()].take(irq, &self.pages, class, &mut obj) == 1 {
-            return obj[0].as_mut_ptr();
+    pub(crate) fn alloc_central(&self, class: SizeClass, layout: Layout) -> *mut u8 {
+        match self.take_one(class) {
+            Some(obj) => obj.as_mut_ptr(),
+            None => self.alloc_retry(class, layout),
         }
-        drop(guard);
-        self.alloc_retry(class)
     }
 
-    /// Out of pages: give this CPU's cached objects and the central
-    /// reserves back to the page heap, so a retry can succeed.
+    /// Out of pages: give cached objects and the central reserves back to
+    /// the page heap, so a retry can succeed. This CPU's cache always (if it
+    /// is not claimed by the context this one interrupted); other CPUs'
+    /// caches too when every claim is an atomic operation (a preemptive
+    /// platform), skipping any that is in use.
     #[cold]
     fn relieve(&self) {
-        if let Some(cache) = self.cache(P::cpu_id()) {
-            if cache.try_claim::<P>() {
+        let me = P::cpu_id();
+        for cpu in 0..self.ncpus.load(Ordering::Acquire) {
+            let Some(cache) = self.cache(cpu) else { break };
+            let claimed = if cpu == me {
+                cache.try_claim::<P>()
+            } else {
+                !P::NON_PREEMPTIVE && cache.try_claim_atomic()
+            };
+            if claimed {
                 let guard = P::disable_interrupts();
                 cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
                 drop(guard);
@@ -329,17 +414,40 @@ impl<P: Platform> Heap<P> {
         self.reclaim();
     }
 
-    /// Out of pages: relieve and try once more.
+    /// Whether to try again after a failure: relieves the heap, then asks
+    /// the grow handler if the failure persists. `retry` is the attempt.
     #[cold]
-    fn alloc_retry(&self, class: SizeClass) -> *mut u8 {
+    fn after_failure<T>(&self, layout: Layout, mut retry: impl FnMut() -> Option<T>) -> Option<T> {
         self.relieve();
-        let mut obj = [VirtAddr::new(0)];
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
-        if self.central[class.index()].take(irq, &self.pages, class, &mut obj) == 1 {
-            obj[0].as_mut_ptr()
+        if let Some(done) = retry() {
+            return Some(done);
+        }
+        let handler = self.grow.swap(null_mut(), Ordering::Acquire);
+        if handler.is_null() {
+            return None;
+        }
+        // SAFETY: `grow` only ever holds a `GrowHandler<P>` stored by
+        // `set_grow_handler`; taking it out (swap) keeps a nested failure
+        // inside the handler from calling it again.
+        let f: GrowHandler<P> = unsafe { core::mem::transmute::<*mut (), GrowHandler<P>>(handler) };
+        let grew = f(self, layout);
+        self.grow.store(handler, Ordering::Release);
+        if grew {
+            retry()
         } else {
-            null_mut()
+            None
+        }
+    }
+
+    /// Out of pages for a small object.
+    #[cold]
+    fn alloc_retry(&self, class: SizeClass, layout: Layout) -> *mut u8 {
+        if !self.is_initialized() {
+            return self.early.alloc(layout);
+        }
+        match self.after_failure(layout, || self.take_one(class)) {
+            Some(obj) => obj.as_mut_ptr(),
+            None => null_mut(),
         }
     }
 
@@ -352,7 +460,10 @@ impl<P: Platform> Heap<P> {
     pub(crate) fn free_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
         if !Span::is_object(&self.pages, addr, class) {
-            self.bad_small_free(addr, class, layout);
+            return self.free_foreign(ptr, class, layout);
+        }
+        if !self.debug.is_empty() {
+            self.debug_free(addr, class, layout);
         }
         if let Some(cache) = self.cache(P::cpu_id()) {
             if cache.try_claim::<P>() {
@@ -382,6 +493,111 @@ impl<P: Platform> Heap<P> {
         self.central[class.index()].give(IrqOff::new(&guard), &self.pages, class, &[addr]);
     }
 
+    /// A free that is not an object of `class`: an early block, or a bug.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn free_foreign(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
+        if self.early.contains(ptr) {
+            // SAFETY: the block came from the early arena (it lies in it)
+            // with this layout (GlobalAlloc's contract).
+            return unsafe { self.early.free(ptr, layout) };
+        }
+        let addr = VirtAddr::from_ptr(ptr);
+        bad_free(addr, layout, Span::diagnose(&self.pages, addr, class))
+    }
+
+    // ---- debug checks ------------------------------------------------------
+
+    /// Verifies the poison of a freshly handed-out object and canaries its
+    /// slack.
+    #[cold]
+    #[inline(never)]
+    fn debug_alloc(&self, obj: VirtAddr, class: SizeClass, layout: Layout) {
+        if self.early.contains(obj.as_mut_ptr()) {
+            return;
+        }
+        let size = class.size();
+        if self.debug.contains(DebugFlags::POISON) {
+            let body = obj.add(debug::LINK_BYTES);
+            // SAFETY: the object is ours and `size` bytes long.
+            let bad =
+                unsafe { debug::find_not(body, size - debug::LINK_BYTES, debug::POISON_FREE) };
+            if let Some((at, byte)) = bad {
+                panic!(
+                    "strata: write after free: byte {} of the free {size}-byte object at {obj} \
+                     is {byte:#04x}, not the poison {:#04x}",
+                    at + debug::LINK_BYTES,
+                    debug::POISON_FREE
+                );
+            }
+        }
+        if self.debug.contains(DebugFlags::CANARY) {
+            let slack = (size - layout.size()).min(debug::CANARY_MAX);
+            // SAFETY: the slack is part of our object.
+            unsafe { debug::fill(obj.add(layout.size()), slack, debug::CANARY_BYTE) };
+        }
+    }
+
+    /// Checks the canary, detects a double free, and poisons the object.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn debug_free(&self, obj: VirtAddr, class: SizeClass, layout: Layout) {
+        let size = class.size();
+        if self.debug.contains(DebugFlags::DOUBLE_FREE) && self.is_free_object(obj, class) {
+            panic!("strata: double free of {obj} (a {size}-byte object that is already free)");
+        }
+        if self.debug.contains(DebugFlags::CANARY) {
+            self.check_canary(obj, layout.size(), size);
+        }
+        if self.debug.contains(DebugFlags::POISON) {
+            // SAFETY: the object is being freed: its bytes are the heap's.
+            unsafe { debug::fill(obj, size, debug::POISON_FREE) };
+        }
+    }
+
+    #[track_caller]
+    fn check_canary(&self, obj: VirtAddr, used: usize, size: usize) {
+        let slack = (size - used).min(debug::CANARY_MAX);
+        // SAFETY: the slack is part of the live block being freed.
+        let bad = unsafe { debug::find_not(obj.add(used), slack, debug::CANARY_BYTE) };
+        if let Some((at, byte)) = bad {
+            panic!(
+                "strata: overflow past the end of the {used}-byte block at {obj}: \
+                 byte {at} after its end is {byte:#04x}, not the canary {:#04x}",
+                debug::CANARY_BYTE
+            );
+        }
+    }
+
+    /// Whether `obj` is already free: cached on a CPU or free in its span.
+    fn is_free_object(&self, obj: VirtAddr, class: SizeClass) -> bool {
+        for cpu in 0..self.ncpus.load(Ordering::Acquire) {
+            let Some(cache) = self.cache(cpu) else { break };
+            // Another CPU's cache can only be looked at safely when claims
+            // are atomic swaps on every CPU.
+            let ours = cpu == P::cpu_id();
+            if !ours && P::NON_PREEMPTIVE {
+                continue;
+            }
+            let claimed = if ours {
+                cache.try_claim::<P>()
+            } else {
+                cache.try_claim_atomic()
+            };
+            if claimed {
+                let found = cache.contains(class, obj);
+                cache.release();
+                if found {
+                    return true;
+                }
+            }
+        }
+        let guard = P::disable_interrupts();
+        self.central[class.index()].is_free(IrqOff::new(&guard), &self.pages, class, obj)
+    }
+
     // ---- page runs ---------------------------------------------------------
 
     /// A run for a large layout; null if out of memory or the alignment
@@ -394,75 +610,92 @@ impl<P: Platform> Heap<P> {
         }
         let n = layout.size().div_ceil(PAGE_SIZE).max(1);
         let align_order = (align / PAGE_SIZE).max(1).trailing_zeros();
-        match self.alloc_run(n as u64, align_order, None) {
-            Some(run) => self.pages.virt(run.region.pfn(run.index)).as_mut_ptr(),
-            None => null_mut(),
+        let Some(run) = self.alloc_run(n as u64, align_order, None, layout) else {
+            return if self.is_initialized() {
+                null_mut()
+            } else {
+                self.early.alloc(layout)
+            };
+        };
+        let virt = self.pages.virt(run.region.pfn(run.index));
+        if self.debug.contains(DebugFlags::CANARY) {
+            let slack = (n * PAGE_SIZE - layout.size()).min(debug::CANARY_MAX);
+            // SAFETY: the slack lies in the run's last page, which is ours.
+            unsafe { debug::fill(virt.add(layout.size()), slack, debug::CANARY_BYTE) };
         }
+        virt.as_mut_ptr()
     }
 
-    fn alloc_run(&self, n: u64, align_order: u32, limit: Option<PhysAddr>) -> Option<Run<'_>> {
+    fn try_run(&self, n: u64, align_order: u32, limit: Option<Pfn>) -> Option<Run<'_>> {
+        let guard = P::disable_interrupts();
+        self.pages
+            .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)
+    }
+
+    fn alloc_run(
+        &self,
+        n: u64,
+        align_order: u32,
+        limit: Option<PhysAddr>,
+        layout: Layout,
+    ) -> Option<Run<'_>> {
         let limit = limit.map(|l| l.pfn());
-        let run = {
-            let guard = P::disable_interrupts();
-            self.pages
-                .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)
-        };
-        let run = match run {
+        let run = match self.try_run(n, align_order, limit) {
             Some(run) => run,
-            None => {
-                self.relieve();
-                let guard = P::disable_interrupts();
-                self.pages
-                    .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)?
-            }
+            None if !self.is_initialized() => return None,
+            None => self.after_failure(layout, || self.try_run(n, align_order, limit))?,
         };
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.run_pages.fetch_add(n, Ordering::Relaxed);
         Some(run)
     }
 
     /// The run starting at `addr`, checked to be a live run of `n` pages.
-    fn locate_run(&self, addr: VirtAddr, n: u64, layout: Option<Layout>) -> Run<'_> {
-        let why = match self.pages.find(self.pages.offset().to_phys(addr).pfn()) {
-            None => BadFree::Foreign,
+    fn find_run(&self, addr: VirtAddr, n: u64) -> Result<Run<'_>, BadFree> {
+        match self.pages.find(self.pages.offset().to_phys(addr).pfn()) {
+            None => Err(BadFree::Foreign),
             Some((region, index)) => {
                 let m = region.meta(index);
                 let page_start = addr.as_usize() % PAGE_SIZE == 0;
                 match m.kind() {
                     kind::RUN if page_start && m.a.load(Ordering::Relaxed) as u64 == n => {
-                        return Run { region, index };
+                        Ok(Run { region, index })
                     }
-                    kind::RUN if page_start => BadFree::WrongLength {
+                    kind::RUN if page_start => Err(BadFree::WrongLength {
                         pages: m.a.load(Ordering::Relaxed) as u64,
-                    },
-                    kind::SPAN_HEAD | kind::SPAN_TAIL => BadFree::WrongClass {
+                    }),
+                    kind::SPAN_HEAD | kind::SPAN_TAIL => Err(BadFree::WrongClass {
                         span_class: SizeClass::new((m.tag() >> 8) as usize),
-                    },
-                    _ => BadFree::NotAllocated,
+                    }),
+                    _ => Err(BadFree::NotAllocated),
                 }
             }
-        };
-        match layout {
-            Some(layout) => bad_free(addr, layout, why),
-            None => bad_page_free(addr, n, why),
         }
     }
 
+    /// Frees a large block (or an early one).
     #[inline(never)]
+    #[track_caller]
     pub(crate) fn free_large(&self, ptr: *mut u8, layout: Layout) {
         let n = layout.size().div_ceil(PAGE_SIZE).max(1) as u64;
         let addr = VirtAddr::from_ptr(ptr);
-        self.free_run(addr, n, Some(layout));
+        match self.find_run(addr, n) {
+            Ok(run) => {
+                if self.debug.contains(DebugFlags::CANARY) {
+                    self.check_canary(addr, layout.size(), n as usize * PAGE_SIZE);
+                }
+                self.release_run(run, n)
+            }
+            // SAFETY: the block lies in the early arena, so it came from it
+            // with this layout (GlobalAlloc's contract).
+            Err(BadFree::Foreign) if self.early.contains(ptr) => unsafe {
+                self.early.free(ptr, layout)
+            },
+            Err(why) => bad_free(addr, layout, why),
+        }
     }
 
-    fn free_run(&self, addr: VirtAddr, n: u64, layout: Option<Layout>) {
+    fn release_run(&self, run: Run<'_>, n: u64) {
         let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
-        // A run freed before finds its first page's tag cleared.
-        let run = self.locate_run(addr, n, layout);
-        self.pages.free(irq, run, n);
-        self.runs.fetch_sub(1, Ordering::Relaxed);
-        self.run_pages.fetch_sub(n, Ordering::Relaxed);
+        self.pages.free(IrqOff::new(&guard), run, n);
     }
 
     /// Resizes a large block in place: shrinks always, grows if the pages
@@ -470,20 +703,20 @@ impl<P: Platform> Heap<P> {
     pub(crate) fn resize_large(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> bool {
         let old_n = layout.size().div_ceil(PAGE_SIZE).max(1) as u64;
         let new_n = new_size.div_ceil(PAGE_SIZE).max(1) as u64;
-        let run = self.locate_run(VirtAddr::from_ptr(ptr), old_n, Some(layout));
+        let addr = VirtAddr::from_ptr(ptr);
+        let run = match self.find_run(addr, old_n) {
+            Ok(run) => run,
+            Err(why) => bad_free(addr, layout, why),
+        };
         let guard = P::disable_interrupts();
         let irq = IrqOff::new(&guard);
         if new_n <= old_n {
             if new_n < old_n {
                 self.pages.shrink(irq, run, old_n, new_n);
-                self.run_pages.fetch_sub(old_n - new_n, Ordering::Relaxed);
             }
             true
-        } else if self.pages.grow(irq, run, old_n, new_n) {
-            self.run_pages.fetch_add(new_n - old_n, Ordering::Relaxed);
-            true
         } else {
-            false
+            self.pages.grow(irq, run, old_n, new_n)
         }
     }
 
@@ -492,15 +725,13 @@ impl<P: Platform> Heap<P> {
     pub(crate) fn check_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
         if !Span::is_object(&self.pages, addr, class) {
-            self.bad_small_free(addr, class, layout);
+            bad_free(addr, layout, Span::diagnose(&self.pages, addr, class));
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    #[track_caller]
-    fn bad_small_free(&self, addr: VirtAddr, class: SizeClass, layout: Layout) -> ! {
-        bad_free(addr, layout, Span::diagnose(&self.pages, addr, class))
+    /// Whether `ptr` is a block of the early arena.
+    pub(crate) fn is_early(&self, ptr: *mut u8) -> bool {
+        self.early.contains(ptr)
     }
 
     // ---- page API ------------------------------------------------------------
@@ -520,7 +751,8 @@ impl<P: Platform> Heap<P> {
             return None;
         }
         let align_order = req.align.trailing_zeros();
-        let run = self.alloc_run(req.count as u64, align_order, req.below)?;
+        let layout = Layout::from_size_align(req.count.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()?;
+        let run = self.alloc_run(req.count as u64, align_order, req.below, layout)?;
         let phys = run.region.pfn(run.index).addr();
         let virt = self.pages.virt(run.region.pfn(run.index));
         if req.zeroed {
@@ -544,8 +776,13 @@ impl<P: Platform> Heap<P> {
     ///
     /// # Time Complexity
     /// O(regions + log(count) × MAX_ORDER).
+    #[track_caller]
     pub unsafe fn free_pages(&self, phys: PhysAddr, count: usize) {
-        self.free_run(self.pages.offset().to_virt(phys), count as u64, None);
+        let addr = self.pages.offset().to_virt(phys);
+        match self.find_run(addr, count as u64) {
+            Ok(run) => self.release_run(run, count as u64),
+            Err(why) => bad_page_free(addr, count as u64, why),
+        }
     }
 
     // ---- maintenance -----------------------------------------------------------
@@ -562,7 +799,7 @@ impl<P: Platform> Heap<P> {
         let Some(cache) = self.cache(cpu) else {
             return false;
         };
-        while !cache.try_claim::<crate::platform::SingleCpu>() {
+        while !cache.try_claim_atomic() {
             core::hint::spin_loop();
         }
         let guard = P::disable_interrupts();
@@ -586,30 +823,16 @@ impl<P: Platform> Heap<P> {
         freed
     }
 
-    /// Whether `ptr` is an object of `class` sitting in CPU `cpu`'s cache.
-    /// Used by the double-free check.
-    #[allow(dead_code)]
-    pub(crate) fn cached_on(&self, cpu: usize, class: SizeClass, ptr: *mut u8) -> bool {
-        let Some(cache) = self.cache(cpu) else {
-            return false;
-        };
-        if !cache.try_claim::<P>() {
-            return false;
-        }
-        let found = cache.contains(class, VirtAddr::from_ptr(ptr));
-        cache.release();
-        found
-    }
-
     /// A snapshot of the heap's counters; see [`HeapStats`].
     pub fn stats(&self) -> HeapStats {
         let guard = P::disable_interrupts();
         let irq = IrqOff::new(&guard);
+        let pages = self.pages.stats(irq);
         let mut s = HeapStats {
-            pages: self.pages.stats(irq),
+            pages,
             cpus: self.ncpus.load(Ordering::Acquire),
-            large_runs: self.runs.load(Ordering::Relaxed),
-            large_pages: self.run_pages.load(Ordering::Relaxed),
+            large_runs: pages.runs,
+            large_pages: pages.run_pages,
             ..HeapStats::default()
         };
         for (i, c) in self.central.iter().enumerate() {

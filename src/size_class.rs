@@ -14,7 +14,9 @@
 //!   with no padding: objects of a power-of-two class are naturally aligned
 //!   since spans are page-aligned).
 //! * Each class takes the smallest span of `2^k` pages whose tail (the bytes
-//!   left after the last whole object) is at most 1/8 of the span.
+//!   left after the last whole object) is at most 1/8 of the span and that
+//!   holds at least 8 objects (up to 64 KiB spans), so a span serves whole
+//!   batches of the CPU caches.
 //! * A size whose span has the same order and the same object count as the
 //!   previous class replaces it (it costs nothing more and serves more
 //!   sizes), unless that would widen the gap below it beyond 12.5 %.
@@ -77,46 +79,46 @@
 //!    23        448        4096        9      1.56%      8.37%
 //!    24        480        4096        8      6.25%     12.30%
 //!    25        512        4096        8      0.00%      6.05%
-//!    26        576        4096        7      1.56%     12.33%
-//!    27        640        4096        6      6.25%     15.48%
+//!    26        576        8192       14      1.56%     12.33%
+//!    27        640        8192       12      6.25%     15.48%
 //!    28        704        8192       11      5.47%     13.93%
-//!    29        768        4096        5      6.25%     13.94%
+//!    29        768        8192       10      6.25%     13.94%
 //!    30        832        8192        9      8.59%     15.52%
-//!    31        896        4096        4     12.50%     18.65%
-//!    32        960        4096        4      6.25%     12.40%
-//!    33       1024        4096        4      0.00%      6.15%
-//!    34       1152        8192        7      1.56%     12.41%
-//!    35       1280        4096        3      6.25%     15.55%
+//!    31        896        8192        9      1.56%      8.48%
+//!    32        960        8192        8      6.25%     12.40%
+//!    33       1024        8192        8      0.00%      6.15%
+//!    34       1152       16384       14      1.56%     12.41%
+//!    35       1280       16384       12      6.25%     15.55%
 //!    36       1408       16384       11      5.47%     14.00%
-//!    37       1536        8192        5      6.25%     14.00%
+//!    37       1536       16384       10      6.25%     14.00%
 //!    38       1664       16384        9      8.59%     15.57%
-//!    39       1792        4096        2     12.50%     18.70%
-//!    40       1920        4096        2      6.25%     12.45%
-//!    41       2048        4096        2      0.00%      6.20%
-//!    42       2304       16384        7      1.56%     12.46%
-//!    43       2560        8192        3      6.25%     15.59%
+//!    39       1792       16384        9      1.56%      8.54%
+//!    40       1920       16384        8      6.25%     12.45%
+//!    41       2048       16384        8      0.00%      6.20%
+//!    42       2304       32768       14      1.56%     12.46%
+//!    43       2560       32768       12      6.25%     15.59%
 //!    44       2816       32768       11      5.47%     14.03%
-//!    45       3072       16384        5      6.25%     14.03%
+//!    45       3072       32768       10      6.25%     14.03%
 //!    46       3328       32768        9      8.59%     15.60%
-//!    47       3584        4096        1     12.50%     18.73%
-//!    48       3840        4096        1      6.25%     12.48%
-//!    49       4096        4096        1      0.00%      6.23%
-//!    50       4608       32768        7      1.56%     12.48%
-//!    51       5120       16384        3      6.25%     15.61%
+//!    47       3584       32768        9      1.56%      8.57%
+//!    48       3840       32768        8      6.25%     12.48%
+//!    49       4096       32768        8      0.00%      6.23%
+//!    50       4608       65536       14      1.56%     12.48%
+//!    51       5120       65536       12      6.25%     15.61%
 //!    52       5632       65536       11      5.47%     14.05%
-//!    53       6144       32768        5      6.25%     14.05%
+//!    53       6144       65536       10      6.25%     14.05%
 //!    54       6656       65536        9      8.59%     15.61%
-//!    55       7168        8192        1     12.50%     18.74%
-//!    56       7680        8192        1      6.25%     12.49%
-//!    57       8192        8192        1      0.00%      6.24%
+//!    55       7168       65536        9      1.56%      8.58%
+//!    56       7680       65536        8      6.25%     12.49%
+//!    57       8192       65536        8      0.00%      6.24%
 //!    58       9216       65536        7      1.56%     12.49%
-//!    59      10240       32768        3      6.25%     15.62%
+//!    59      10240       65536        6      6.25%     15.62%
 //!    60      11264      131072       11      5.47%     14.05%
 //!    61      12288       65536        5      6.25%     14.05%
 //!    62      13312      131072        9      8.59%     15.62%
-//!    63      14336       16384        1     12.50%     18.74%
-//!    64      15360       16384        1      6.25%     12.49%
-//!    65      16384       16384        1      0.00%      6.24%
+//!    63      14336       65536        4     12.50%     18.74%
+//!    64      15360       65536        4      6.25%     12.49%
+//!    65      16384       65536        4      0.00%      6.24%
 //! 66 classes, worst tail waste 12.50%
 //! ```
 
@@ -186,10 +188,20 @@ impl ClassInfo {
     }
 }
 
-/// The smallest span order whose tail waste is at most 1/8.
+/// Fewest objects a span should hold, so that a span is made or given
+/// back once per batch of a CPU cache, not once per few objects
+/// (TCMalloc sizes spans for whole batches the same way).
+const MIN_SPAN_OBJECTS: usize = 8;
+/// Largest span order the object-count rule may ask for (64 KiB).
+const MAX_SPAN_ORDER_FOR_COUNT: u32 = 4;
+
+/// The smallest span order whose tail waste is at most 1/8 and that holds
+/// at least [`MIN_SPAN_OBJECTS`] (up to 64 KiB spans).
 const fn span_order_for(size: usize) -> u32 {
     let mut order = 0;
-    while (PAGE_SIZE << order) % size > (PAGE_SIZE << order) / 8 {
+    while (PAGE_SIZE << order) % size > (PAGE_SIZE << order) / 8
+        || ((PAGE_SIZE << order) / size < MIN_SPAN_OBJECTS && order < MAX_SPAN_ORDER_FOR_COUNT)
+    {
         order += 1;
     }
     order

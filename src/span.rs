@@ -185,6 +185,37 @@ impl<'a> Span<'a> {
         head.inuse.store(head.inuse.load(R) - 1, R);
     }
 
+    /// Whether object `index` is free: never carved, or on the free list.
+    ///
+    /// # Time Complexity
+    /// O(objects).
+    pub(crate) fn is_free(&self, offset: PhysOffset, index: u16) -> bool {
+        let head = self.head();
+        if index >= head.carved.load(R) {
+            return true;
+        }
+        let info = self.class().info();
+        let base = self.base(offset);
+        let mut i = head.free.load(R);
+        let mut steps = 0;
+        while i != NIL16 && steps <= info.objects {
+            if i == index {
+                return true;
+            }
+            // SAFETY: `i` is a checked index of a free object of this span.
+            i = unsafe {
+                base.add(i as usize * info.size as usize)
+                    .as_mut_ptr::<u16>()
+                    .read()
+            };
+            if i != NIL16 && i >= info.objects {
+                corrupted_free_list(base, info.size, base, i);
+            }
+            steps += 1;
+        }
+        false
+    }
+
     /// Resets an empty span's free list so objects are carved afresh.
     pub(crate) fn reset(&self) {
         let head = self.head();

@@ -147,17 +147,25 @@ impl fmt::Display for HeapStats {
             f,
             "  cpu   cached objs   cached bytes       hits  refills  flushes  fallbacks"
         )?;
+        let mut idle = 0;
         for (cpu, c) in self
             .per_cpu
             .iter()
             .enumerate()
             .take(self.cpus.min(STATS_CPUS))
         {
+            if *c == CpuStats::default() {
+                idle += 1;
+                continue;
+            }
             writeln!(
                 f,
                 "  {cpu:3} {:13} {:14} {:10} {:8} {:8} {:10}",
                 c.cached_objects, c.cached_bytes, c.hits, c.refills, c.flushes, c.fallbacks
             )?;
+        }
+        if idle > 0 {
+            writeln!(f, "  ({idle} CPUs never used their cache)")?;
         }
         if self.cpus > STATS_CPUS {
             writeln!(f, "  ... {} more CPUs", self.cpus - STATS_CPUS)?;
