@@ -29,6 +29,9 @@ step "host tests"
 cargo test --features std 2>&1 | tee target/host-tests.log
 grep -q "test result: ok" target/host-tests.log
 
+step "examples (both targets and host), rustdoc, MSRV, nightly feature"
+bash scripts/check-examples.sh
+
 if [ "${STRATA_SKIP_QEMU:-0}" != 1 ]; then
     q0=$(date +%s)
     step "QEMU x86_64"
