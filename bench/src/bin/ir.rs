@@ -1,0 +1,102 @@
+//! Driver for `callgrind.sh`: `ir ALLOCATOR SIZE N` runs a warm-up of
+//! 10,000 alloc+free pairs of SIZE bytes (align 8), then N more, through
+//! the same non-inlined shims as the suite. callgrind counts the whole
+//! process; the script subtracts the count of an `N = 0` run, so all that
+//! remains is N pairs (and the loop around them).
+//!
+//! `ir --list` prints the allocator keys; `ir none SIZE N` runs the same
+//! loop around an allocator that does nothing (the harness's share).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+
+use strata_bench::contenders::{visit_all, Contender, Visit};
+use strata_bench::region::Region;
+use strata_bench::shim;
+
+const WARM_UP: usize = 10_000;
+const REGION: usize = 32 << 20;
+
+#[inline(never)]
+fn pairs<A: GlobalAlloc>(a: &A, layout: Layout, n: usize) {
+    for _ in 0..n {
+        // SAFETY: non-zero size; the block is freed with its own layout.
+        unsafe {
+            let p = shim::alloc(a, layout);
+            if p.is_null() {
+                eprintln!("allocation of {layout:?} failed");
+                std::process::exit(2);
+            }
+            shim::dealloc(a, black_box(p), layout);
+        }
+    }
+}
+
+struct Run<'a> {
+    key: &'a str,
+    layout: Layout,
+    n: usize,
+    found: bool,
+}
+
+impl Visit for Run<'_> {
+    fn visit<C: Contender>(&mut self) {
+        if C::KEY != self.key {
+            return;
+        }
+        self.found = true;
+        let region = C::REGION.then(|| Region::new(REGION));
+        // SAFETY: the region is fresh, used by nothing else, and dropped
+        // after the allocator.
+        let a = unsafe { C::create(region.as_ref()) };
+        pairs(&*a, self.layout, WARM_UP);
+        pairs(&*a, self.layout, black_box(self.n));
+        drop(a);
+        drop(region);
+    }
+}
+
+struct List(Vec<&'static str>);
+
+impl Visit for List {
+    fn visit<C: Contender>(&mut self) {
+        self.0.push(C::KEY);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--list") {
+        let mut l = List(Vec::new());
+        visit_all(&mut l);
+        println!("{}", l.0.join(" "));
+        return;
+    }
+    let [key, size, n] = &args[..] else {
+        eprintln!("usage: ir ALLOCATOR SIZE N | ir --list");
+        std::process::exit(64);
+    };
+    let size: usize = size.parse().expect("SIZE");
+    let n: usize = n.parse().expect("N");
+    let mut run = Run {
+        key,
+        layout: Layout::from_size_align(size, 8).expect("layout"),
+        n,
+        found: false,
+    };
+    visit_all(&mut run);
+    if key == "none" {
+        // The loop and shims around an allocator that does nothing.
+        let a = strata_bench::baseline::OneBlock::new();
+        pairs(&a, run.layout, WARM_UP);
+        pairs(&a, run.layout, black_box(n));
+        return;
+    }
+    if !run.found {
+        eprintln!("unknown allocator `{key}` (ir --list)");
+        std::process::exit(64);
+    }
+}
