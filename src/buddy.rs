@@ -59,7 +59,8 @@
 //! run in place, an assembled run) merges all of them first. At most one
 //! block per order is parked, 8 MiB in all, plus the last freed run whose
 //! length is not a power of two (under 4 MiB), which the next request of
-//! exactly that length takes whole.
+//! any length takes first: whole, its head, or grown in place into the
+//! free pages after it.
 //!
 //! # Concurrency
 //!
@@ -557,11 +558,14 @@ impl PageHeap {
         } else {
             None
         };
-        let packed = if parked.is_some() || limit.is_some() || n.is_power_of_two() {
+        let packed = if parked.is_some() || limit.is_some() {
             None
         } else {
             self.take_parked_run(&mut lists, n, align_order)
-                .or_else(|| (align_order == 0).then(|| self.take_next_fit(&mut lists, n))?)
+                .or_else(|| {
+                    (align_order == 0 && !n.is_power_of_two())
+                        .then(|| self.take_next_fit(&mut lists, n))?
+                })
         };
         // `order`: the block taken, to split down to `need` and trim; None
         // when the run was assembled from smaller blocks, already exact.
@@ -776,8 +780,11 @@ impl PageHeap {
         Self::claim_free(lists, region, index, index + n).then_some((region, index))
     }
 
-    /// Takes the parked run if it is `n` pages long and aligned to
-    /// `2^align_order` pages.
+    /// Takes `n` pages at the parked run, if it starts aligned to
+    /// `2^align_order` pages: all of it if it is exactly `n` long, its first
+    /// `n` pages if longer (the rest goes back), or the run grown in place
+    /// if the pages after it are free. A kernel that frees and allocates
+    /// page runs of varying sizes in turn then reuses one place.
     fn take_parked_run(
         &self,
         lists: &mut Lists,
@@ -785,15 +792,21 @@ impl PageHeap {
         align_order: u32,
     ) -> Option<(Region<'_>, u64)> {
         let (id, len) = lists.parked_run;
-        if id == NIL || len as u64 != n {
+        if id == NIL {
             return None;
         }
         let (region, index) = self.by_id(PageId(id));
-        if (region.base + index) % (1 << align_order) != 0 {
+        let len = len as u64;
+        if (region.base + index) % (1 << align_order) != 0
+            || (n > len && !Self::claim_free(lists, region, index + len, index + n))
+        {
             return None;
         }
         lists.parked_run = (NIL, 0);
-        lists.free_pages -= n;
+        lists.free_pages -= len;
+        if len > n {
+            Self::free_range(lists, region, index + n, len - n);
+        }
         Some((region, index))
     }
 

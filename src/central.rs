@@ -111,7 +111,7 @@ impl CentralList {
         let mut n = 0;
         while n < out.len() {
             let span = if l.head.is_nil() {
-                let Some(run) = pages.alloc(irq, 1 << order, order, None, kind::SPAN_HEAD) else {
+                let Some(run) = pages.alloc(irq, 1 << order, 0, None, kind::SPAN_HEAD) else {
                     break;
                 };
                 let span = Span::init(run, class);
