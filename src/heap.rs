@@ -116,13 +116,16 @@ pub type GrowHandler<P> = fn(&Heap<P>, Layout) -> bool;
 /// A memory allocator over physical page ranges. See the crate docs.
 ///
 /// `P` is the [`Platform`]: the CPU id and interrupt guard.
+#[repr(C)]
 pub struct Heap<P: Platform> {
-    pages: PageHeap,
-    central: [CentralList; NUM_CLASSES],
+    // Read on every operation, written once at init: first, on lines no
+    // lock or counter shares (the central lists that follow are aligned).
     caches: AtomicPtr<CpuCache>,
     ncpus: AtomicUsize,
-    state: AtomicU8,
     debug: DebugFlags,
+    state: AtomicU8,
+    central: [CentralList; NUM_CLASSES],
+    pages: PageHeap,
     early: Early,
     grow: AtomicPtr<()>,
     _platform: PhantomData<fn() -> P>,

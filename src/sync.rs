@@ -7,3 +7,17 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 pub(crate) use core::sync::atomic::{compiler_fence, Ordering};
+
+/// A value on cache lines of its own (two 64-byte lines, as adjacent-line
+/// prefetchers pull pairs), so writers of it do not slow readers of its
+/// neighbours.
+#[repr(align(128))]
+pub(crate) struct CacheAligned<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for CacheAligned<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
