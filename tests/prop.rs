@@ -10,6 +10,8 @@
 //!   promise it.
 //! * `mixed_sequences_match_the_model`: whole-heap op sequences checked by
 //!   the model the fuzz target uses (`fuzz/harness.rs`).
+//! * `threads_*`: a few host threads as CPUs freeing each other's blocks,
+//!   small enough for Miri's data-race detector.
 //!
 //! Case counts keep the file under a few seconds in a debug build, and far
 //! fewer cases run under Miri (`scripts/miri.sh`).
@@ -22,8 +24,18 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
+use std::sync::mpsc;
 use strata::size_class::{SizeClass, CLASSES};
 use strata::{Heap, PageRequest, PhysAddr, PhysRange, MAX_SMALL, PAGE_SIZE};
+
+/// `native` normally, `miri` under Miri (about 10⁴ times slower).
+fn scaled(native: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
 
 /// `native` cases normally, `miri` under Miri.
 fn runner(native: u32, miri: u32) -> TestRunner {
@@ -77,8 +89,8 @@ fn page_runs_are_disjoint_aligned_limited_and_counted_exactly() {
     let heap = heap_over(&arena, 1);
     let start_free = heap.stats().free_pages();
     let base = arena.base() as u64;
-    let ops = prop::collection::vec(page_op(ARENA / PAGE_SIZE), 1..60);
-    runner(512, 3)
+    let ops = prop::collection::vec(page_op(ARENA / PAGE_SIZE), 1..scaled(60, 8));
+    runner(512, 2)
         .run(&ops, |ops| {
             // (phys, count), by phys.
             let mut live: BTreeMap<u64, usize> = BTreeMap::new();
@@ -181,7 +193,7 @@ fn size_classes_are_smallest_aligned_fits_and_the_heap_uses_them() {
         prop_oneof![1usize..=MAX_SMALL + 64, 1usize..=256],
         0u32..=13,
     );
-    runner(5000, 20)
+    runner(5000, 4)
         .run(&strategy, |(size, align_log2)| {
             let align = 1usize << align_log2;
             let Some(c) = SizeClass::for_layout(size, align) else {
@@ -236,14 +248,17 @@ fn realloc_keeps_contents_and_stays_in_place_when_promised() {
     let arena = Arena::new(8 << 20);
     let heap = heap_over(&arena, 1);
     let start_free = heap.stats().free_pages();
-    let size = prop_oneof![1usize..=MAX_SMALL + 16, 1usize..=(256 << 10)];
+    let size = prop_oneof![
+        1usize..=MAX_SMALL + 16,
+        1usize..=scaled(256 << 10, 24 << 10)
+    ];
     let strategy = (
         size.clone(),
         0u32..=13,
-        prop::collection::vec(size, 1..6),
+        prop::collection::vec(size, 1..scaled(6, 3)),
         any::<u64>(),
     );
-    runner(512, 3)
+    runner(512, 2)
         .run(&strategy, |(size, align_log2, new_sizes, seed)| {
             let align = 1usize << align_log2;
             let mut layout = Layout::from_size_align(size, align).unwrap();
@@ -346,11 +361,93 @@ fn mixed_sequences_match_the_model() {
         max_cpus,
         regions: vec![(lo, (4 << 20) - hi)],
     });
-    let strategy = (config, prop::collection::vec(op(), 1..150));
-    runner(512, 2)
+    let strategy = (config, prop::collection::vec(op(), 1..scaled(150, 10)));
+    runner(512, 1)
         .run(&strategy, |(config, ops)| {
             harness::run(&config, &ops);
             Ok(())
         })
         .unwrap();
+}
+
+// ---- threads ----------------------------------------------------------------------
+
+/// A block sent to another thread to free.
+struct Sent(*mut u8, Layout);
+// SAFETY: a block is plain memory owned by whoever holds the `Sent`.
+unsafe impl Send for Sent {}
+
+fn check_and_free(heap: &Heap<OpCpu>, Sent(p, layout): Sent) {
+    let tag = p as usize as u8;
+    // SAFETY: the block is live and at least one byte long.
+    let (first, last) = unsafe { (p.read(), p.add(layout.size() - 1).read()) };
+    assert_eq!((first, last), (tag, !tag), "block {p:p} corrupted");
+    // SAFETY: live with this layout, owned by this thread now.
+    unsafe { heap.dealloc(p, layout) };
+}
+
+/// Three threads on CPU ids 0, 1 and 2 (past `max_cpus` = 2, so the shared
+/// path), each allocating small and large blocks, freeing most of its own
+/// and sending every third to the next thread to free. Sized for Miri,
+/// whose data-race detector then checks the cache claims and the locks.
+#[test]
+fn threads_free_each_others_blocks_and_every_page_returns() {
+    const THREADS: usize = 3;
+    let rounds = if cfg!(miri) { 6 } else { 3000 };
+    let arena = Arena::new(8 << 20);
+    let heap = heap_over(&arena, 2);
+    let start_free = heap.stats().free_pages();
+    let heap = &*heap;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Sent>()).unzip();
+    std::thread::scope(|s| {
+        for (t, rx) in rxs.into_iter().enumerate() {
+            let tx = txs[(t + 1) % THREADS].clone();
+            s.spawn(move || {
+                harness::with_cpu(t, || {
+                    let mut own = Vec::new();
+                    let mut x = t as u64 * 0x9e37_79b9 + 1;
+                    for i in 0..rounds {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let size = match x % 8 {
+                            0 => MAX_SMALL + 1 + (x >> 8) as usize % (3 * PAGE_SIZE),
+                            _ => 2 + (x >> 8) as usize % 600,
+                        };
+                        let layout = Layout::from_size_align(size, 1 << ((x >> 40) % 5)).unwrap();
+                        // SAFETY: non-zero size.
+                        let p = unsafe { heap.alloc(layout) };
+                        assert!(!p.is_null(), "out of memory");
+                        let tag = p as usize as u8;
+                        // SAFETY: the block is live and `size` bytes long.
+                        unsafe {
+                            p.write(tag);
+                            p.add(size - 1).write(!tag);
+                        }
+                        if i % 3 == 0 {
+                            tx.send(Sent(p, layout)).unwrap();
+                        } else {
+                            own.push(Sent(p, layout));
+                        }
+                        if own.len() > 8 {
+                            check_and_free(heap, own.swap_remove((x >> 20) as usize % own.len()));
+                        }
+                        while let Ok(b) = rx.try_recv() {
+                            check_and_free(heap, b);
+                        }
+                    }
+                    drop(tx);
+                    own.into_iter().for_each(|b| check_and_free(heap, b));
+                    rx.into_iter().for_each(|b| check_and_free(heap, b));
+                });
+            });
+        }
+        drop(txs);
+    });
+    for cpu in 0..2 {
+        assert!(heap.drain_cpu(cpu));
+    }
+    heap.reclaim();
+    heap.check();
+    assert_eq!(heap.stats().free_pages(), start_free, "pages lost");
 }
