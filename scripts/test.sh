@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of strata: formatting and lints on the host and both
-# bare-metal targets, the host unit and integration tests, the QEMU test
-# kernels on x86_64 and aarch64, and the benchmark suite's quick mode (which
-# checks every allocator's results, not its timings).
+# bare-metal targets, the host unit, integration and property tests, the
+# loom models, a Miri subset, a minute of fuzzing, the examples and docs,
+# the QEMU test kernels on x86_64 and aarch64, and the benchmark suite's
+# quick mode (which checks every allocator's results, not its timings).
 #
 #   scripts/test.sh            everything
 #   STRATA_SKIP_QEMU=1 ...     without the QEMU kernels
+#   STRATA_SKIP_MIRI=1, STRATA_SKIP_FUZZ=1, STRATA_SKIP_BENCH=1
+#   STRATA_FUZZ_SECONDS=N      fuzz for N seconds (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,8 +32,21 @@ step "host tests"
 cargo test --features std 2>&1 | tee target/host-tests.log
 grep -q "test result: ok" target/host-tests.log
 
+step "loom: the per-CPU claim protocol"
+bash scripts/loom.sh
+
 step "examples (both targets and host), rustdoc, MSRV, nightly feature"
 bash scripts/check-examples.sh
+
+if [ "${STRATA_SKIP_MIRI:-0}" != 1 ]; then
+    step "Miri"
+    bash scripts/miri.sh
+fi
+
+if [ "${STRATA_SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzzing"
+    bash scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-60}"
+fi
 
 if [ "${STRATA_SKIP_QEMU:-0}" != 1 ]; then
     q0=$(date +%s)
@@ -43,8 +59,10 @@ fi
 
 if [ -f bench/Cargo.toml ] && [ "${STRATA_SKIP_BENCH:-0}" != 1 ]; then
     step "benchmarks, quick mode (checks only)"
-    cargo run --release --manifest-path bench/Cargo.toml -- --quick
+    cargo run --release --manifest-path bench/Cargo.toml -- --quick 2>&1 | tail -n 40
 fi
 
 echo
 echo "all tests passed in $(( $(date +%s) - t0 )) s"
+passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' target/host-tests.log | awk '{s += $1} END {print s + 0}')
+echo "tests: $passed passed, 0 failed"
