@@ -36,7 +36,9 @@
 //! at the first page of a run of the layout's length. Anything else panics
 //! with the address and the reason, before the heap is touched. (A free of
 //! a small object that is still cached on its CPU is not detected here;
-//! the debug flags catch those double frees.)
+//! the debug flags catch those double frees.) The check of small objects is
+//! [`DebugFlags::CHECK_FREES`], on in [`Heap::new`]; its cost, and what
+//! turning it off gives up, are in the `debug` module.
 
 use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, Run, MAX_REGIONS};
@@ -138,13 +140,16 @@ impl<P: Platform> Default for Heap<P> {
 }
 
 impl<P: Platform> Heap<P> {
-    /// An empty heap, for a `static`. Every allocation fails (null) until
+    /// An empty heap, for a `static`, with frees checked
+    /// ([`DebugFlags::CHECK_FREES`]). Every allocation fails (null) until
     /// [`init`](Self::init) (or [`init_early`](Self::init_early)).
     pub const fn new() -> Self {
-        Self::with_debug(DebugFlags::empty())
+        Self::with_debug(DebugFlags::CHECK_FREES)
     }
 
-    /// An empty heap with debug checks; see [`DebugFlags`].
+    /// An empty heap with exactly these checks; see [`DebugFlags`]. Leave
+    /// out [`DebugFlags::CHECK_FREES`] only for a heap whose callers are
+    /// trusted: see "Checked frees" in the `debug` module.
     pub const fn with_debug(debug: DebugFlags) -> Self {
         Heap {
             pages: PageHeap::new(),
@@ -335,7 +340,7 @@ impl<P: Platform> Heap<P> {
     #[inline(always)]
     pub(crate) fn alloc_small(&self, class: SizeClass, layout: Layout) -> *mut u8 {
         let obj = self.alloc_object(class, layout);
-        if !self.debug.is_empty() && !obj.is_null() {
+        if self.debug.intersects(DebugFlags::ON_ALLOC) && !obj.is_null() {
             self.debug_alloc(VirtAddr::from_ptr(obj), class, layout);
         }
         obj
@@ -462,11 +467,13 @@ impl<P: Platform> Heap<P> {
     #[inline(always)]
     pub(crate) fn free_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
-        if !Span::is_object(&self.pages, addr, class) {
-            return self.free_foreign(ptr, class, layout);
-        }
-        if !self.debug.is_empty() {
-            self.debug_free(addr, class, layout);
+        if self.debug == DebugFlags::CHECK_FREES {
+            // The default: the check, and nothing else.
+            if !Span::is_object(&self.pages, addr, class) {
+                return self.free_foreign(ptr, class, layout);
+            }
+        } else if !self.free_with_flags(ptr, class, layout) {
+            return;
         }
         if let Some(cache) = self.cache(P::cpu_id()) {
             if cache.try_claim::<P>() {
@@ -480,6 +487,26 @@ impl<P: Platform> Heap<P> {
             cache.count_fallback();
         }
         self.free_central(class, addr);
+    }
+
+    /// The checks of a free under other flags than the default. Returns
+    /// whether the object still has to be freed (`false`: it was an early
+    /// block, and is freed).
+    #[inline(never)]
+    #[track_caller]
+    fn free_with_flags(&self, ptr: *mut u8, class: SizeClass, layout: Layout) -> bool {
+        let addr = VirtAddr::from_ptr(ptr);
+        let checked = self.debug.contains(DebugFlags::CHECK_FREES);
+        if (checked && !Span::is_object(&self.pages, addr, class))
+            || (!checked && self.early.contains(ptr))
+        {
+            self.free_foreign(ptr, class, layout);
+            return false;
+        }
+        if self.debug.intersects(DebugFlags::ON_FREE) {
+            self.debug_free(addr, class, layout);
+        }
+        true
     }
 
     #[inline(never)]
@@ -727,7 +754,9 @@ impl<P: Platform> Heap<P> {
     /// place).
     pub(crate) fn check_small(&self, ptr: *mut u8, class: SizeClass, layout: Layout) {
         let addr = VirtAddr::from_ptr(ptr);
-        if !Span::is_object(&self.pages, addr, class) {
+        if self.debug.contains(DebugFlags::CHECK_FREES)
+            && !Span::is_object(&self.pages, addr, class)
+        {
             bad_free(addr, layout, Span::diagnose(&self.pages, addr, class));
         }
     }

@@ -227,3 +227,47 @@ fn a_small_heap_grows_on_demand() {
         unsafe { heap.dealloc(p, l) };
     }
 }
+
+#[test]
+fn a_heap_without_checked_frees_still_works_and_frees_early_blocks() {
+    static mut EARLY: [MaybeUninit<u8>; 16 * 1024] = [MaybeUninit::uninit(); 16 * 1024];
+    let arena = Arena::new(8 * MIB);
+    let heap = Box::new(Heap::<TestCpu>::with_debug(DebugFlags::empty()));
+    set_cpu(0);
+    // SAFETY: the static is handed over once, here, and never used otherwise.
+    assert!(heap.init_early(unsafe { &mut *std::ptr::addr_of_mut!(EARLY) }));
+    let l = Layout::from_size_align(200, 8).unwrap();
+    // SAFETY: non-zero size.
+    let early = unsafe { heap.alloc(l) };
+    // SAFETY: the arena outlives the heap.
+    unsafe { heap.init(0, 1, &[arena.whole()]) }.unwrap();
+    let start = heap.stats().free_pages();
+    let mut rng = Rng(11);
+    let mut live = Vec::new();
+    for i in 0..5000u64 {
+        if rng.below(2) == 0 || live.is_empty() {
+            let l = Layout::from_size_align(rng.log_uniform(1, 30_000), 8).unwrap();
+            // SAFETY: non-zero size.
+            let p = unsafe { heap.alloc(l) };
+            fill(p, l.size(), i);
+            live.push((p, l, i));
+        } else {
+            let (p, l, seed) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            verify(p, l.size(), seed);
+            // SAFETY: live.
+            unsafe { heap.dealloc(p, l) };
+        }
+    }
+    for (p, l, seed) in live {
+        verify(p, l.size(), seed);
+        // SAFETY: live.
+        unsafe { heap.dealloc(p, l) };
+    }
+    // The early block goes back to the early arena, not into a CPU cache.
+    // SAFETY: live early block.
+    unsafe { heap.dealloc(early, l) };
+    assert_eq!(heap.early_bytes_in_use(), 0);
+    heap.drain_cpu(0);
+    heap.reclaim();
+    assert_eq!(heap.stats().free_pages(), start);
+}
