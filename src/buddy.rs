@@ -374,16 +374,7 @@ impl PageHeap {
     /// O(regions): one comparison per region descriptor.
     #[inline(always)]
     pub(crate) fn find(&self, pfn: Pfn) -> Option<(Region<'_>, u64)> {
-        let count = self.count.load(Ordering::Acquire);
-        let pfn = pfn.as_u64();
-        for i in 0..count {
-            let slot = &self.slots[i];
-            let idx = pfn.wrapping_sub(slot.base.load(R));
-            if idx < slot.pages.load(R) {
-                return Some((self.region(i), idx));
-            }
-        }
-        None
+        self.slot_of(pfn).map(|(i, idx)| (self.region(i), idx))
     }
 
     /// The metadata of frame `pfn`, without taking the lock: the free
@@ -393,6 +384,17 @@ impl PageHeap {
     /// O(regions): one comparison per region descriptor.
     #[inline(always)]
     pub(crate) fn meta_of(&self, pfn: Pfn) -> Option<&PageMeta> {
+        let (i, idx) = self.slot_of(pfn)?;
+        // SAFETY: `slot_of` returns a published slot (i < count <=
+        // MAX_REGIONS) and idx < its pages; a published slot's `meta` points
+        // at `pages` initialised entries that live as long as the heap.
+        unsafe { Some(&*self.slots.get_unchecked(i).meta.load(R).add(idx as usize)) }
+    }
+
+    /// The published region descriptor holding frame `pfn`, and the
+    /// frame's index in it. Takes no lock.
+    #[inline(always)]
+    fn slot_of(&self, pfn: Pfn) -> Option<(usize, u64)> {
         let count = self.count.load(Ordering::Acquire);
         let pfn = pfn.as_u64();
         let mut i = 0;
@@ -401,9 +403,7 @@ impl PageHeap {
             let slot = unsafe { self.slots.get_unchecked(i) };
             let idx = pfn.wrapping_sub(slot.base.load(R));
             if idx < slot.pages.load(R) {
-                // SAFETY: idx < pages, and a published slot's `meta` points
-                // at `pages` initialised entries that live as long as the heap.
-                return Some(unsafe { &*slot.meta.load(R).add(idx as usize) });
+                return Some((i, idx));
             }
             i += 1;
         }

@@ -413,10 +413,7 @@ impl<P: Platform> Heap<P> {
                 !P::NON_PREEMPTIVE && cache.try_claim_atomic()
             };
             if claimed {
-                let guard = P::disable_interrupts();
-                cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
-                drop(guard);
-                cache.release();
+                self.drain_claimed(cache);
             }
         }
         self.reclaim();
@@ -834,11 +831,17 @@ impl<P: Platform> Heap<P> {
         while !cache.try_claim_atomic() {
             core::hint::spin_loop();
         }
+        self.drain_claimed(cache);
+        true
+    }
+
+    /// Gives a cache's objects back to the central lists and releases the
+    /// claim the caller took on it.
+    fn drain_claimed(&self, cache: &CpuCache) {
         let guard = P::disable_interrupts();
         cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
         drop(guard);
         cache.release();
-        true
     }
 
     /// Gives every empty span back to the page heap (memory pressure).

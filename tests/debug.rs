@@ -19,16 +19,24 @@ fn debug_heap(flags: DebugFlags) -> (Arena, Box<Heap<TestCpu>>) {
     (arena, heap)
 }
 
-#[test]
-fn debug_heap_runs_a_clean_workload() {
-    let (arena, heap) = debug_heap(DebugFlags::all());
-    let mut rng = Rng(3);
+/// Random allocations and frees, contents checked, spread over CPU ids
+/// `0..cpus`; everything is freed at the end.
+fn churn(
+    heap: &Heap<TestCpu>,
+    arena: &Arena,
+    seed: u64,
+    ops: usize,
+    max_size: usize,
+    max_align_log2: u64,
+    cpus: usize,
+) {
+    let mut rng = Rng(seed);
     let mut live = Vec::new();
-    let start = heap.stats().free_pages();
-    for i in 0..20_000 {
-        set_cpu(i % 3);
+    for i in 0..ops {
+        set_cpu(i % cpus);
         if rng.below(2) == 0 || live.is_empty() {
-            let l = Layout::from_size_align(rng.log_uniform(1, 40_000), 1 << rng.below(6)).unwrap();
+            let align = 1 << rng.below(max_align_log2 + 1);
+            let l = Layout::from_size_align(rng.log_uniform(1, max_size), align).unwrap();
             // SAFETY: non-zero size.
             let p = unsafe { heap.alloc(l) };
             assert!(arena.contains(p as usize, l.size()));
@@ -46,6 +54,14 @@ fn debug_heap_runs_a_clean_workload() {
         // SAFETY: live.
         unsafe { heap.dealloc(p, l) };
     }
+    set_cpu(0);
+}
+
+#[test]
+fn debug_heap_runs_a_clean_workload() {
+    let (arena, heap) = debug_heap(DebugFlags::all());
+    let start = heap.stats().free_pages();
+    churn(&heap, &arena, 3, 20_000, 40_000, 5, 3);
     heap.drain_cpu(0);
     heap.drain_cpu(1);
     heap.reclaim();
@@ -242,27 +258,7 @@ fn a_heap_without_checked_frees_still_works_and_frees_early_blocks() {
     // SAFETY: the arena outlives the heap.
     unsafe { heap.init(0, 1, &[arena.whole()]) }.unwrap();
     let start = heap.stats().free_pages();
-    let mut rng = Rng(11);
-    let mut live = Vec::new();
-    for i in 0..5000u64 {
-        if rng.below(2) == 0 || live.is_empty() {
-            let l = Layout::from_size_align(rng.log_uniform(1, 30_000), 8).unwrap();
-            // SAFETY: non-zero size.
-            let p = unsafe { heap.alloc(l) };
-            fill(p, l.size(), i);
-            live.push((p, l, i));
-        } else {
-            let (p, l, seed) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            verify(p, l.size(), seed);
-            // SAFETY: live.
-            unsafe { heap.dealloc(p, l) };
-        }
-    }
-    for (p, l, seed) in live {
-        verify(p, l.size(), seed);
-        // SAFETY: live.
-        unsafe { heap.dealloc(p, l) };
-    }
+    churn(&heap, &arena, 11, 5000, 30_000, 3, 1);
     // The early block goes back to the early arena, not into a CPU cache.
     // SAFETY: live early block.
     unsafe { heap.dealloc(early, l) };
