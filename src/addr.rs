@@ -165,6 +165,14 @@ impl PhysRange {
             None => None,
         }
     }
+    /// Bytes in the range (0 if `end` is not above `start`).
+    pub const fn len(&self) -> u64 {
+        self.end.0.saturating_sub(self.start.0)
+    }
+    /// Whether the range holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Whether two ranges share a byte.
     pub const fn overlaps(&self, other: &PhysRange) -> bool {
         self.start.0 < other.end.0 && other.start.0 < self.end.0

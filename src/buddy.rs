@@ -106,11 +106,19 @@ pub(crate) mod kind {
     pub const UNUSED: u8 = 0;
     /// First page of a free block; the high byte is the order.
     pub const FREE: u8 = 1;
-    /// First page of a span; the high byte is the size class.
-    pub const SPAN_HEAD: u8 = 2;
-    /// Later page of a span; `a` is the distance to the head in pages.
-    /// (`SPAN_HEAD | 1`, so one comparison matches both.)
-    pub const SPAN_TAIL: u8 = 3;
+    /// A page of a span: `SPAN_HEAD | d` on the page `d` pages after the
+    /// span's first page (`d` < 128, in [`SPAN_DISTANCE`]); the high byte is
+    /// the size class. So `tag ^ (SPAN_HEAD | class << 8)` is the distance
+    /// to the head on a page of a span of `class`, and 128 or more on any
+    /// other page: the free check's single comparison (see `span.rs`).
+    pub const SPAN_HEAD: u8 = 0x80;
+    /// The distance bits of a span page's kind.
+    pub const SPAN_DISTANCE: u8 = 0x7f;
+    /// Whether `kind` is a page of a span.
+    #[inline(always)]
+    pub const fn is_span(kind: u8) -> bool {
+        kind & SPAN_HEAD != 0
+    }
     /// First page of a run allocated by a caller; `a` is its length.
     pub const RUN: u8 = 4;
     /// First page of a run the heap uses itself; `a` is its length.
@@ -125,7 +133,7 @@ pub(crate) mod kind {
 /// |-------------|---------------|----------------------------|------------|----------|
 /// | `FREE`      | order         | –                          | prev       | next     |
 /// | `SPAN_HEAD` | class         | objects out / carved / head of free list | prev | next |
-/// | `SPAN_TAIL` | class         | –                          | pages to head | –     |
+/// | `SPAN_HEAD + d` | class     | –                          | –          | –        |
 /// | `RUN`       | –             | –                          | page count | –        |
 #[repr(C, align(16))]
 pub(crate) struct PageMeta {
@@ -185,6 +193,9 @@ impl PageId {
 struct RegionSlot {
     /// First managed frame.
     base: AtomicU64,
+    /// Its virtual page number (`base` through the phys→virt offset): the
+    /// lock-free lookup of a pointer keys on this.
+    vbase: AtomicU64,
     /// Managed pages (the metadata pages above them excluded).
     pages: AtomicU64,
     /// `pages` entries.
@@ -196,9 +207,35 @@ struct RegionSlot {
 }
 
 impl RegionSlot {
+    /// The index of virtual page `vpn` in the region, if the descriptor is
+    /// published and holds it. Takes no lock.
+    #[inline(always)]
+    fn index_of(&self, vpn: u64) -> Option<u64> {
+        // Acquire: pairs with the Release that publishes the descriptor, so
+        // `vbase` and `meta` are seen too.
+        let pages = self.pages.load(Ordering::Acquire);
+        let idx = vpn.wrapping_sub(self.vbase.load(R));
+        (idx < pages).then_some(idx)
+    }
+
+    /// The metadata of page `idx`, which [`index_of`](Self::index_of)
+    /// returned.
+    #[inline(always)]
+    fn meta_at(&self, idx: u64) -> &PageMeta {
+        // SAFETY: `index_of` read the page count with Acquire (so `meta` is
+        // visible) and idx < that count; a published slot's `meta` points at
+        // `pages` initialised entries that live as long as the heap.
+        unsafe {
+            let meta = self.meta.load(R);
+            core::hint::assert_unchecked(!meta.is_null());
+            &*meta.add(idx as usize)
+        }
+    }
+
     #[allow(clippy::declare_interior_mutable_const)] // only to initialise the array
     const EMPTY: RegionSlot = RegionSlot {
         base: AtomicU64::new(0),
+        vbase: AtomicU64::new(0),
         pages: AtomicU64::new(0),
         meta: AtomicPtr::new(core::ptr::null_mut()),
         raw_start: AtomicU64::new(0),
@@ -377,37 +414,45 @@ impl PageHeap {
         self.slot_of(pfn).map(|(i, idx)| (self.region(i), idx))
     }
 
-    /// The metadata of frame `pfn`, without taking the lock: the free
-    /// path's lookup, with nothing else loaded.
+    /// The metadata of the page holding `addr`, without taking the lock:
+    /// the free path's lookup, with nothing else loaded.
     ///
     /// # Time Complexity
     /// O(regions): one comparison per region descriptor.
     #[inline(always)]
-    pub(crate) fn meta_of(&self, pfn: Pfn) -> Option<&PageMeta> {
-        let (i, idx) = self.slot_of(pfn)?;
-        // SAFETY: `slot_of` returns a published slot (i < count <=
-        // MAX_REGIONS) and idx < its pages; a published slot's `meta` points
-        // at `pages` initialised entries that live as long as the heap.
-        unsafe { Some(&*self.slots.get_unchecked(i).meta.load(R).add(idx as usize)) }
+    pub(crate) fn meta_of(&self, addr: VirtAddr) -> Option<&PageMeta> {
+        let (i, idx) = self.slot_of_vpn(addr.as_usize() as u64 >> PAGE_SHIFT)?;
+        Some(self.slots[i].meta_at(idx))
+    }
+
+    /// [`meta_of`](Self::meta_of) in the first region descriptor only: the
+    /// largest region given to `init` (see `Heap::init`), where nearly every
+    /// pointer lies. `None` says "look further", not "foreign".
+    #[inline(always)]
+    pub(crate) fn meta_in_first(&self, addr: VirtAddr) -> Option<&PageMeta> {
+        let idx = self.slots[0].index_of(addr.as_usize() as u64 >> PAGE_SHIFT)?;
+        Some(self.slots[0].meta_at(idx))
     }
 
     /// The published region descriptor holding frame `pfn`, and the
     /// frame's index in it. Takes no lock.
     #[inline(always)]
     fn slot_of(&self, pfn: Pfn) -> Option<(usize, u64)> {
-        let count = self.count.load(Ordering::Acquire);
-        let pfn = pfn.as_u64();
-        let mut i = 0;
-        while i < count {
-            // SAFETY: count <= MAX_REGIONS: slots are only published below it.
-            let slot = unsafe { self.slots.get_unchecked(i) };
-            let idx = pfn.wrapping_sub(slot.base.load(R));
-            if idx < slot.pages.load(R) {
-                return Some((i, idx));
-            }
-            i += 1;
+        self.slot_of_vpn(self.virt(pfn).as_usize() as u64 >> PAGE_SHIFT)
+    }
+
+    /// The published region descriptor holding virtual page number `vpn`,
+    /// and the page's index in it. Takes no lock.
+    ///
+    /// The first descriptor is tried before the count is even loaded (an
+    /// unpublished descriptor has no pages, so it matches nothing).
+    #[inline(always)]
+    fn slot_of_vpn(&self, vpn: u64) -> Option<(usize, u64)> {
+        if let Some(idx) = self.slots[0].index_of(vpn) {
+            return Some((0, idx));
         }
-        None
+        let count = self.count.load(Ordering::Acquire);
+        (1..count).find_map(|i| self.slots[i].index_of(vpn).map(|idx| (i, idx)))
     }
 
     /// The region and index of a page id.
@@ -519,10 +564,17 @@ impl PageHeap {
         let index = self.count.load(R);
         let slot = &self.slots[index];
         slot.base.store(first, R);
-        slot.pages.store(managed, R);
+        slot.vbase.store(
+            self.virt(Pfn::new(first)).as_usize() as u64 >> PAGE_SHIFT,
+            R,
+        );
         slot.meta.store(meta, R);
         slot.raw_start.store(raw_start, R);
         slot.raw_end.store(raw_end, R);
+        // Last, with Release: a lock-free reader that sees the page count
+        // (`slot_of`) sees the base, the metadata pointer and the zeroed
+        // metadata too.
+        slot.pages.store(managed, Ordering::Release);
         lists.heads[index] = [NIL; ORDERS];
         lists.masks[index] = 0;
         lists.managed_pages += managed;

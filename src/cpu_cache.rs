@@ -29,8 +29,9 @@
 //! # Claiming a cache
 //!
 //! A cache is used by one context at a time, claimed with its `busy` flag:
-//! an atomic swap, or, when [`Platform::NON_PREEMPTIVE`] promises that only
-//! nested interrupt handlers can interleave, a plain load and store. A
+//! an atomic compare-exchange, or, when [`Platform::NON_PREEMPTIVE`]
+//! promises that only nested interrupt handlers can interleave, a plain
+//! load and store. A
 //! context that finds the flag set — an interrupt handler that interrupted
 //! the allocator on the same CPU, or a task that was migrated after reading
 //! its CPU id — does not wait: it takes the central path, which is correct
@@ -49,7 +50,7 @@ use crate::buddy::PageHeap;
 use crate::central::CentralList;
 use crate::platform::{IrqOff, Platform};
 use crate::size_class::{SizeClass, CLASSES, NUM_CLASSES};
-use crate::sync::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 const R: Ordering = Ordering::Relaxed;
 
@@ -172,22 +173,55 @@ pub struct CpuStats {
     pub fallbacks: u64,
 }
 
-/// One class's stack in a CPU's cache.
-#[repr(C)]
-struct Stack {
-    /// Objects on the stack (atomic only so statistics can read it).
-    len: AtomicU32,
-    /// Most objects the stack holds (even).
-    cap: u32,
-    /// `cap` slots in the CPU's slot array.
-    slots: *mut VirtAddr,
+/// One class's stack in a CPU's cache, as a view of the cache's three
+/// arrays: `bottom..top` hold objects, `top..end` are free slots.
+/// Pointers rather than a length and a capacity, so a pop or a push is one
+/// load, one comparison and one store besides the slot itself; three
+/// arrays rather than an array of structs, so that the class index scales
+/// into every address directly.
+struct Stack<'a> {
+    /// The next free slot (atomic only so statistics can read it).
+    top: &'a AtomicPtr<VirtAddr>,
+    /// The first slot.
+    bottom: *mut VirtAddr,
+    /// One past the last slot: `bottom + capacity` (an even capacity).
+    end: *mut VirtAddr,
+}
+
+impl Stack<'_> {
+    /// Objects on the stack.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        // SAFETY: `top` always lies in `bottom..=end`, one slot array.
+        unsafe { self.top.load(R).offset_from(self.bottom) as usize }
+    }
+
+    /// Slots of the stack.
+    #[inline(always)]
+    fn cap(&self) -> usize {
+        // SAFETY: `end` is `bottom` plus the capacity, in one slot array.
+        unsafe { self.end.offset_from(self.bottom) as usize }
+    }
+
+    /// Sets the number of objects on the stack.
+    #[inline(always)]
+    fn set_len(&self, n: usize) {
+        debug_assert!(n <= self.cap());
+        // SAFETY: n <= capacity: within the slot array or one past it.
+        self.top.store(unsafe { self.bottom.add(n) }, R)
+    }
 }
 
 /// One CPU's cache; see the [module docs](self).
 #[repr(C, align(64))]
 pub(crate) struct CpuCache {
     claim: Claim,
-    stacks: [Stack; NUM_CLASSES],
+    /// Per class: the next free slot of its stack ([`Stack::top`]).
+    tops: [AtomicPtr<VirtAddr>; NUM_CLASSES],
+    /// Per class: its first slot.
+    bottoms: [*mut VirtAddr; NUM_CLASSES],
+    /// Per class: one past its last slot.
+    ends: [*mut VirtAddr; NUM_CLASSES],
     /// Allocations served from the stacks (frees served are derived in
     /// `stats` from the lengths and the batch counts, to keep a counter off
     /// the free path).
@@ -219,17 +253,23 @@ impl CpuCache {
         // SAFETY: the caller guarantees `at` is valid for the cache and its
         // slot array; the slots start right after the struct.
         let slots = unsafe { at.add(1).cast::<VirtAddr>() };
-        let stacks = core::array::from_fn(|i| Stack {
-            len: AtomicU32::new(0),
-            cap: LAYOUT[i].0,
+        let bottoms: [*mut VirtAddr; NUM_CLASSES] = core::array::from_fn(|i| {
             // SAFETY: LAYOUT's offsets stay within SLOTS_PER_CPU.
-            slots: unsafe { slots.add(LAYOUT[i].1 as usize) },
+            unsafe { slots.add(LAYOUT[i].1 as usize) }
         });
+        let ends = core::array::from_fn(|i| {
+            // SAFETY: LAYOUT's offsets plus capacities stay within
+            // SLOTS_PER_CPU.
+            unsafe { bottoms[i].add(LAYOUT[i].0 as usize) }
+        });
+        let tops = core::array::from_fn(|i| AtomicPtr::new(bottoms[i]));
         // SAFETY: as above.
         unsafe {
             at.write(CpuCache {
                 claim: Claim::new(),
-                stacks,
+                tops,
+                bottoms,
+                ends,
                 pops: AtomicU64::new(0),
                 refills: AtomicU64::new(0),
                 refilled: AtomicU64::new(0),
@@ -246,7 +286,7 @@ impl CpuCache {
         self.claim.try_claim::<P>()
     }
 
-    /// Claims the cache with an atomic swap, whatever the platform: for a
+    /// Claims the cache with an atomic compare-exchange, whatever the platform: for a
     /// context that is not the cache's own CPU (see
     /// [`Heap::drain_cpu`](crate::Heap::drain_cpu)).
     pub(crate) fn try_claim_atomic(&self) -> bool {
@@ -266,24 +306,33 @@ impl CpuCache {
     }
 
     #[inline(always)]
-    fn stack(&self, class: SizeClass) -> &Stack {
-        // SAFETY: a SizeClass index is below NUM_CLASSES.
-        unsafe { self.stacks.get_unchecked(class.index()) }
+    fn stack(&self, class: SizeClass) -> Stack<'_> {
+        let i = class.index();
+        // SAFETY: a SizeClass index is below NUM_CLASSES, the arrays' length.
+        unsafe {
+            Stack {
+                top: self.tops.get_unchecked(i),
+                bottom: *self.bottoms.get_unchecked(i),
+                end: *self.ends.get_unchecked(i),
+            }
+        }
     }
 
     /// Pops a cached object of `class`. Caller holds the claim.
     #[inline(always)]
     pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
         let st = self.stack(class);
-        let n = st.len.load(R);
-        if n == 0 {
+        let top = st.top.load(R);
+        if top == st.bottom {
             return None;
         }
-        st.len.store(n - 1, R);
+        // SAFETY: top > bottom, so top - 1 is a slot holding an object; the
+        // claim gives exclusive access to the slots.
+        let top = unsafe { top.sub(1) };
+        st.top.store(top, R);
         add(&self.pops, 1);
-        // SAFETY: slot n-1 < cap holds an object; the claim gives exclusive
-        // access to the slots.
-        Some(unsafe { st.slots.add(n as usize - 1).read() })
+        // SAFETY: as above.
+        Some(unsafe { top.read() })
     }
 
     /// Pushes a freed object; `false` if the stack is full. Caller holds
@@ -291,13 +340,16 @@ impl CpuCache {
     #[inline(always)]
     pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
         let st = self.stack(class);
-        let n = st.len.load(R);
-        if n == st.cap {
+        let top = st.top.load(R);
+        if top == st.end {
             return false;
         }
-        // SAFETY: n < cap; exclusive access through the claim.
-        unsafe { st.slots.add(n as usize).write(obj) };
-        st.len.store(n + 1, R);
+        // SAFETY: top < end is a free slot; exclusive access through the
+        // claim.
+        unsafe {
+            top.write(obj);
+            st.top.store(top.add(1), R);
+        }
         true
     }
 
@@ -312,19 +364,19 @@ impl CpuCache {
         poison: bool,
     ) -> Option<VirtAddr> {
         let st = self.stack(class);
-        debug_assert_eq!(st.len.load(R), 0);
+        debug_assert_eq!(st.len(), 0);
         // SAFETY: the first cap/2 slots are valid and exclusively ours (the
         // claim); VirtAddr is a plain integer, any bits valid.
-        let slots = unsafe { core::slice::from_raw_parts_mut(st.slots, (st.cap / 2) as usize) };
-        let got = central.take(irq, pages, class, slots, poison) as u32;
+        let slots = unsafe { core::slice::from_raw_parts_mut(st.bottom, st.cap() / 2) };
+        let got = central.take(irq, pages, class, slots, poison);
         add(&self.refills, 1);
         add(&self.refilled, got as u64);
         if got == 0 {
             return None;
         }
-        st.len.store(got - 1, R);
+        st.set_len(got - 1);
         add(&self.pops, 1);
-        Some(slots[got as usize - 1])
+        Some(slots[got - 1])
     }
 
     /// Flushes the top half of a full stack to the central list, then
@@ -338,31 +390,30 @@ impl CpuCache {
         obj: VirtAddr,
     ) {
         let st = self.stack(class);
-        let keep = st.cap / 2;
+        let cap = st.cap();
+        let keep = cap / 2;
         // SAFETY: slots keep..cap hold objects; exclusive through the claim.
-        let batch = unsafe {
-            core::slice::from_raw_parts(st.slots.add(keep as usize), (st.cap - keep) as usize)
-        };
+        let batch = unsafe { core::slice::from_raw_parts(st.bottom.add(keep), cap - keep) };
         central.give(irq, pages, class, batch);
         add(&self.flushes, 1);
         add(&self.flushed, batch.len() as u64);
         // SAFETY: keep < cap.
-        unsafe { st.slots.add(keep as usize).write(obj) };
-        st.len.store(keep + 1, R);
+        unsafe { st.bottom.add(keep).write(obj) };
+        st.set_len(keep + 1);
     }
 
     /// Gives every cached object back. Caller holds the claim.
     pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
         for (i, central) in centrals.iter().enumerate() {
-            let st = &self.stacks[i];
-            let n = st.len.load(R);
+            let st = self.stack(SizeClass::new(i));
+            let n = st.len();
             if n == 0 {
                 continue;
             }
             // SAFETY: slots 0..n hold objects; exclusive through the claim.
-            let objs = unsafe { core::slice::from_raw_parts(st.slots, n as usize) };
+            let objs = unsafe { core::slice::from_raw_parts(st.bottom, n) };
             central.give(irq, pages, SizeClass::new(i), objs);
-            st.len.store(0, R);
+            st.set_len(0);
             add(&self.flushes, 1);
             add(&self.flushed, n as u64);
         }
@@ -371,9 +422,8 @@ impl CpuCache {
     /// Whether `obj` is on the stack of `class`. Caller holds the claim.
     pub(crate) fn contains(&self, class: SizeClass, obj: VirtAddr) -> bool {
         let st = self.stack(class);
-        let n = st.len.load(R);
-        // SAFETY: slots 0..n hold objects; exclusive through the claim.
-        let objs = unsafe { core::slice::from_raw_parts(st.slots, n as usize) };
+        // SAFETY: slots 0..len hold objects; exclusive through the claim.
+        let objs = unsafe { core::slice::from_raw_parts(st.bottom, st.len()) };
         objs.contains(&obj)
     }
 
@@ -385,10 +435,10 @@ impl CpuCache {
             fallbacks: self.fallbacks.load(R),
             ..CpuStats::default()
         };
-        for (i, st) in self.stacks.iter().enumerate() {
-            let n = st.len.load(R) as u64;
+        for (i, c) in CLASSES.iter().enumerate() {
+            let n = self.stack(SizeClass::new(i)).len() as u64;
             s.cached_objects += n;
-            s.cached_bytes += n * CLASSES[i].size as u64;
+            s.cached_bytes += n * c.size as u64;
         }
         // Objects in = refilled + pushed; out = popped + flushed; the
         // difference is what is cached now. So pushed (frees served) is:
@@ -499,7 +549,7 @@ mod loom_models {
         });
     }
 
-    /// A remote drain (atomic swap) against the owner's claims: the drain
+    /// A remote drain (atomic compare-exchange) against the owner's claims: the drain
     /// empties the stack only while it holds the claim.
     #[test]
     fn remote_drain_against_owner() {

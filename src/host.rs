@@ -91,7 +91,7 @@ pub const HOST_CHUNK_MAX: usize = 1 << 30;
 /// ended is reused by a later one instead of holding its objects forever.
 /// Two live threads may share an id; that is correct because
 /// [`NON_PREEMPTIVE`](Platform::NON_PREEMPTIVE) is `false` (a cache is
-/// claimed with an atomic swap, and the loser takes the central path). There
+/// claimed with an atomic compare-exchange, and the loser takes the central path). There
 /// are no interrupts to mask.
 #[derive(Debug)]
 pub struct HostCpus;

@@ -14,7 +14,7 @@
 //!   shared central path (correct, slower). It is never undefined behaviour.
 //! * The id may go stale (the caller is preempted and migrated right after
 //!   reading it) unless [`Platform::NON_PREEMPTIVE`] says otherwise. strata
-//!   stays correct: a CPU's cache is claimed with an atomic swap, so two
+//!   stays correct: a CPU's cache is claimed with an atomic compare-exchange, so two
 //!   contexts can never use one cache at once; a context that finds the cache
 //!   claimed takes the central path. Staleness only costs locality.
 //! * [`Platform::disable_interrupts`] masks interrupts on the calling CPU
@@ -36,11 +36,12 @@ pub trait Platform: 'static {
     /// allocator calls), and no two threads ever share a CPU id.
     ///
     /// Then claiming a CPU cache is a plain load and store instead of an
-    /// atomic swap, which saves a locked instruction (about 20 cycles on
-    /// x86_64) on each fast-path operation. Nested interrupt handlers are
-    /// still safe: a handler that finds the cache claimed takes the central
-    /// path. Getting this wrong (claiming `true` on a preemptive kernel)
-    /// lets two contexts use one cache at once: memory corruption.
+    /// atomic compare-exchange, which saves a locked instruction (about 20
+    /// cycles on x86_64) on each fast-path operation. Nested interrupt
+    /// handlers are still safe: a handler that finds the cache claimed
+    /// takes the central path. Getting this wrong (claiming `true` on a
+    /// preemptive kernel) lets two contexts use one cache at once: memory
+    /// corruption.
     const NON_PREEMPTIVE: bool = false;
 
     /// Dense index of the calling CPU; see the [module docs](self).

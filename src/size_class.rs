@@ -257,7 +257,10 @@ const GENERATED: ([ClassInfo; MAX_CLASSES], usize) = generate(MAX_SMALL);
 pub const NUM_CLASSES: usize = GENERATED.1;
 
 /// The size-class table, smallest first.
-pub static CLASSES: [ClassInfo; NUM_CLASSES] = {
+pub static CLASSES: [ClassInfo; NUM_CLASSES] = CLASS_TABLE;
+
+/// [`CLASSES`] as a constant, for tables derived from it at compile time.
+pub(crate) const CLASS_TABLE: [ClassInfo; NUM_CLASSES] = {
     let mut t = [ClassInfo::EMPTY; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {

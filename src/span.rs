@@ -11,7 +11,7 @@
 //!
 //! ```text
 //!  pages:  [ obj0 | obj1 | obj2 | ...                 | objN-1 |tail]
-//!  meta:   [SPAN_HEAD class c ][SPAN_TAIL c, a=1][SPAN_TAIL c, a=2] ...
+//!  meta:   [SPAN_HEAD class c ][SPAN_HEAD+1 c    ][SPAN_HEAD+2 c    ] ...
 //!           inuse  carved  free─┐
 //!                               └─► obj5 ─► obj2 ─► NIL   (u16 index links
 //!                                                          in the free objects)
@@ -28,9 +28,22 @@
 //! # Pointer → span
 //!
 //! O(regions) to find the region of a pointer (one comparison each), then
-//! one metadata load: every page of a span carries its class in its tag, and
-//! a later page carries its distance to the first. The object index is a
-//! multiply and a shift ([`ClassInfo::index_of`]), never a division.
+//! one metadata load: every page of a span carries its class and its
+//! distance to the first page in its tag (see [`kind::SPAN_HEAD`]). The
+//! object index is a multiply and a shift ([`ClassInfo::index_of`]), never a
+//! division.
+//!
+//! The check on every free ([`Span::is_object`]) has one branch. The tag
+//! of the pointer's page XOR the class's span tag is the distance to the
+//! span's first page on a span page of that class, and 128 or more on any
+//! other page, so `off = (distance << 12) + (addr % 4096)` is the offset in
+//! the span, or lies past every span. Then, with `size = odd · 2^k` and
+//! `inv` the inverse of `odd` modulo 2^64, `(off · inv) rotated right by k`
+//! is `off / size` when `size` divides `off`, and at least `2^(64-k) / odd`
+//! otherwise (the divisibility test of Granlund and Montgomery, as
+//! compilers use for `x % d == 0`): one comparison against the object
+//! count says "object boundary of a span of this class". Its per-class
+//! constants are [`OBJECT_CHECKS`].
 //!
 //! # Locking
 //!
@@ -41,12 +54,82 @@
 
 use crate::addr::{PhysOffset, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, PageId, PageMeta, Region, Run};
-use crate::size_class::SizeClass;
+use crate::size_class::{ClassInfo, SizeClass, CLASS_TABLE, MAX_SPAN_ORDER, NUM_CLASSES};
 use core::sync::atomic::Ordering;
+use static_assertions::const_assert;
+
+// A span page's distance to the first page fits in its kind byte.
+const_assert!(1 << MAX_SPAN_ORDER <= kind::SPAN_DISTANCE as usize + 1);
+// Offsets with a distance of 128 pages or more lie past every span.
+const_assert!(PAGE_SIZE << MAX_SPAN_ORDER <= (kind::SPAN_DISTANCE as usize + 1) * PAGE_SIZE);
 
 const R: Ordering = Ordering::Relaxed;
 /// End of a span's free list.
 const NIL16: u16 = u16::MAX;
+
+/// The constants of the free check, per class; see "Pointer → span" in
+/// the [module docs](self). One array per field, each of full width: every
+/// field is an operand of one instruction, and the class index scales into
+/// every address directly.
+pub(crate) struct ObjectChecks {
+    /// The inverse of the odd part of the object size, modulo 2^64.
+    inverse: [u64; NUM_CLASSES],
+    /// Objects per span.
+    objects: [u64; NUM_CLASSES],
+    /// The tag of the first page of a span of the class.
+    span_tag: [usize; NUM_CLASSES],
+    /// Trailing zero bits of the object size.
+    twos: [u64; NUM_CLASSES],
+}
+
+impl ObjectChecks {
+    const fn new() -> Self {
+        let mut t = ObjectChecks {
+            inverse: [0; NUM_CLASSES],
+            objects: [0; NUM_CLASSES],
+            span_tag: [0; NUM_CLASSES],
+            twos: [0; NUM_CLASSES],
+        };
+        let mut i = 0;
+        while i < NUM_CLASSES {
+            let c: ClassInfo = CLASS_TABLE[i];
+            let twos = c.size.trailing_zeros();
+            let odd = (c.size >> twos) as u64;
+            // Newton's iteration for the inverse modulo 2^64: `odd` is its
+            // own inverse modulo 8, and every step doubles the correct low
+            // bits (3, 6, 12, 24, 48, 96).
+            let mut inverse = odd;
+            let mut step = 0;
+            while step < 5 {
+                inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+                step += 1;
+            }
+            assert!(odd.wrapping_mul(inverse) == 1);
+            t.inverse[i] = inverse;
+            t.objects[i] = c.objects as u64;
+            t.span_tag[i] = kind::SPAN_HEAD as usize | i << 8;
+            t.twos[i] = twos as u64;
+            i += 1;
+        }
+        t
+    }
+
+    /// `off / size` for `class` if `size` divides `off`; otherwise at least
+    /// `2^(64 - twos) / odd`, which exceeds any object count.
+    #[inline(always)]
+    fn quotient(&self, class: SizeClass, off: usize) -> u64 {
+        let i = class.index();
+        // SAFETY: a SizeClass index is below NUM_CLASSES.
+        unsafe {
+            (off as u64)
+                .wrapping_mul(*self.inverse.get_unchecked(i))
+                .rotate_right(*self.twos.get_unchecked(i) as u32)
+        }
+    }
+}
+
+/// [`ObjectChecks`] of every class.
+pub(crate) static OBJECT_CHECKS: ObjectChecks = ObjectChecks::new();
 
 /// A span, named by its first page. Only valid under its class's lock.
 #[derive(Copy, Clone)]
@@ -87,8 +170,7 @@ impl<'a> Span<'a> {
         head.b.store(PageId::NIL.0, R);
         for i in 1..1u64 << info.span_order {
             let m = region.meta(index + i);
-            m.set_tag(kind::SPAN_TAIL, class.index() as u8);
-            m.a.store(i as u32, R);
+            m.set_tag(kind::SPAN_HEAD | i as u8, class.index() as u8);
         }
         Span { region, index }
     }
@@ -242,15 +324,11 @@ impl<'a> Span<'a> {
         };
         let m = region.meta(index);
         let tag = m.tag();
-        // SPAN_HEAD and SPAN_TAIL differ only in bit 0.
-        if tag | 1 != kind::SPAN_TAIL as u16 | (class.index() as u16) << 8 {
+        let distance = tag ^ (kind::SPAN_HEAD as u16 | (class.index() as u16) << 8);
+        if distance > kind::SPAN_DISTANCE as u16 {
             return Err(Self::classify(tag));
         }
-        let head = if tag as u8 == kind::SPAN_HEAD {
-            index
-        } else {
-            index - m.a.load(R) as u64
-        };
+        let head = index - distance as u64;
         let span = Span {
             region,
             index: head,
@@ -274,27 +352,34 @@ impl<'a> Span<'a> {
     ///
     /// # Time Complexity
     /// O(regions) + O(1): one comparison per region, one metadata load, a
-    /// multiply instead of a division.
+    /// multiply and a rotate instead of a division.
     #[inline(always)]
     pub(crate) fn is_object(pages: &PageHeap, addr: VirtAddr, class: SizeClass) -> bool {
-        let phys = pages.offset().to_phys(addr);
-        let Some(m) = pages.meta_of(phys.pfn()) else {
-            return false;
-        };
-        let tag = m.tag();
-        if tag | 1 != kind::SPAN_TAIL as u16 | (class.index() as u16) << 8 {
-            return false;
+        match pages.meta_of(addr) {
+            Some(m) => Self::is_object_on(m, addr, class),
+            None => false,
         }
-        // Pages from the span's first page: 0 on the head, `a` on the others.
-        let pages_in = if tag & 1 == 0 {
-            0
-        } else {
-            m.a.load(R) as usize
+    }
+
+    /// [`is_object`](Self::is_object), given the metadata of the page
+    /// holding `addr`.
+    #[inline(always)]
+    pub(crate) fn is_object_on(m: &PageMeta, addr: VirtAddr, class: SizeClass) -> bool {
+        let checks = &OBJECT_CHECKS;
+        let i = class.index();
+        // SAFETY: a SizeClass index is below NUM_CLASSES.
+        let (span_tag, objects) = unsafe {
+            (
+                *checks.span_tag.get_unchecked(i),
+                *checks.objects.get_unchecked(i),
+            )
         };
-        let off = (addr.as_usize() & (PAGE_SIZE - 1)) + (pages_in << PAGE_SHIFT);
-        let info = class.info();
-        let obj = info.index_of(off);
-        obj * info.size as usize == off && obj < info.objects as usize
+        // The distance to the span's first page, or 128 and more if the
+        // page is not part of a span of `class`: then `off` lies past every
+        // span and the quotient is at least the object count.
+        let distance = m.tag() as usize ^ span_tag;
+        let off = (addr.as_usize() & (PAGE_SIZE - 1)) | (distance << PAGE_SHIFT);
+        checks.quotient(class, off) < objects
     }
 
     /// Why `addr` is not an object of `class` (after
@@ -311,7 +396,7 @@ impl<'a> Span<'a> {
     #[cold]
     fn classify(tag: u16) -> BadFree {
         match tag as u8 {
-            kind::SPAN_HEAD | kind::SPAN_TAIL => BadFree::WrongClass {
+            k if kind::is_span(k) => BadFree::WrongClass {
                 span_class: SizeClass::new((tag >> 8) as usize),
             },
             kind::RUN | kind::INTERNAL => BadFree::IsRun,
@@ -333,4 +418,56 @@ fn corrupted_free_list(span: VirtAddr, size: u32, obj: VirtAddr, link: u16) -> !
 #[inline(never)]
 fn never_allocated(obj: VirtAddr, size: u32) -> ! {
     panic!("strata: free of {obj}: this {size}-byte object was never allocated (double free?)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::CLASSES;
+
+    /// The quotient test against plain division, for every offset of every
+    /// class's span, past its end, and far past it (a page that is not one
+    /// of the class's span pages).
+    #[test]
+    fn quotient_test_is_exact() {
+        for (i, c) in CLASSES.iter().enumerate() {
+            let class = SizeClass::new(i);
+            let (size, objects) = (c.size as usize, c.objects as usize);
+            let far = (kind::SPAN_DISTANCE as usize + 1) * PAGE_SIZE;
+            let offsets = (0..c.span_bytes() + 2 * size)
+                .chain(far..far + 4 * size)
+                .chain([usize::MAX / 2, usize::MAX - size + 1, 1 << 40]);
+            for off in offsets {
+                let object = off % size == 0 && off / size < objects;
+                let q = OBJECT_CHECKS.quotient(class, off);
+                assert_eq!(
+                    q < objects as u64,
+                    object,
+                    "class {i} ({size} B), offset {off}"
+                );
+                if object {
+                    assert_eq!(q, (off / size) as u64);
+                }
+            }
+        }
+    }
+
+    /// `tag ^ span_tag` is the distance to the head on the pages of a span
+    /// of the class, and 128 or more for every other tag.
+    #[test]
+    fn tag_xor_separates_classes_and_kinds() {
+        for i in 0..NUM_CLASSES {
+            let span_tag = OBJECT_CHECKS.span_tag[i];
+            for tag in 0..=u16::MAX {
+                let distance = tag as usize ^ span_tag;
+                let kind = tag as u8;
+                let own = kind::is_span(kind) && (tag >> 8) as usize == i;
+                if own {
+                    assert_eq!(distance, (kind & kind::SPAN_DISTANCE) as usize);
+                } else {
+                    assert!(distance > kind::SPAN_DISTANCE as usize, "tag {tag:#x}");
+                }
+            }
+        }
+    }
 }

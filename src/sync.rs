@@ -2,9 +2,9 @@
 //! the crate is model-checked (`--cfg loom`, see `scripts/loom.sh`).
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
 
 pub(crate) use core::sync::atomic::{compiler_fence, Ordering};
 

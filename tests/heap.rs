@@ -120,6 +120,8 @@ fn several_regions_with_holes_and_unaligned_edges() {
     let heap = heap_over::<TestCpu>(1, &regions);
     set_cpu(0);
     assert_eq!(heap.regions().count(), 3);
+    // Largest first: the free check tries the first descriptor alone.
+    assert_eq!(heap.regions().next(), Some(regions[2]));
     let s = heap.stats();
     // The unaligned edges are trimmed inward.
     let pages = |r: &PhysRange| r.end.as_u64() / 4096 - r.start.as_u64().div_ceil(4096);

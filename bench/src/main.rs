@@ -67,7 +67,10 @@ fn main() {
     let t = std::thread::Builder::new()
         .name("bench".into())
         .stack_size(256 << 20)
-        .spawn(move || suite(quick, &only, &keys, list))
+        .spawn(move || {
+            strata_bench::contenders::host_cpu::id();
+            suite(quick, &only, &keys, list)
+        })
         .expect("spawn bench thread");
     if t.join().is_err() {
         std::process::exit(101);

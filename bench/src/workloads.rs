@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use strata_bench::baseline::OneBlock;
 use strata_bench::check::Checker;
+use strata_bench::contenders::host_cpu;
 use strata_bench::rng::WyRand;
 use strata_bench::shim;
 
@@ -322,6 +323,7 @@ fn mix2<A: GlobalAlloc + Sync>(a: &A, env: &Env, ops0: &[u64], ops1: &[u64]) -> 
         let other = std::thread::Builder::new()
             .stack_size(16 << 20)
             .spawn_scoped(s, || {
+                host_cpu::id();
                 start.wait();
                 let t = Instant::now();
                 mix_thread(a, env, ops1, 1 << 40, false).map(|d| (t, d))
@@ -363,6 +365,7 @@ fn prodcons<A: GlobalAlloc + Sync>(a: &A, env: &Env, n: usize) -> Res {
         std::thread::Builder::new()
             .stack_size(16 << 20)
             .spawn_scoped(s, || {
+                host_cpu::id();
                 start.wait();
                 let mut i = 0;
                 'produce: while i < n {

@@ -68,6 +68,7 @@ impl Visit for List {
 }
 
 fn main() {
+    strata_bench::contenders::host_cpu::id();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--list") {
         let mut l = List(Vec::new());

@@ -33,7 +33,18 @@ pub mod host_cpu {
         static RELEASE: Release = const { Release(Cell::new(usize::MAX)) };
     }
 
-    /// The calling thread's id (`usize::MAX` past 64 live threads).
+    /// The calling thread's id, as the platforms report it: `usize::MAX`
+    /// (strata's shared path) until the thread calls [`id`]. This is a
+    /// plain thread-local load, as a kernel's CPU id is one `gs:`- or
+    /// `tpidr_el1`-relative load: every benchmark thread registers once when
+    /// it starts, as a kernel sets up a CPU's per-CPU area when it comes up.
+    #[inline(always)]
+    pub fn current() -> usize {
+        ID.with(Cell::get)
+    }
+
+    /// The calling thread's id, assigned on the first call (`usize::MAX`
+    /// past 64 live threads).
     #[inline]
     pub fn id() -> usize {
         let id = ID.with(Cell::get);
@@ -93,7 +104,7 @@ pub mod host_cpu {
 mod imp {
     use core::alloc::{GlobalAlloc, Layout};
 
-    use strata::{Heap, PhysAddr, PhysRange, Platform};
+    use strata::{DebugFlags, Heap, PhysAddr, PhysRange, Platform};
 
     use super::host_cpu;
     use crate::contenders::Contender;
@@ -118,9 +129,9 @@ mod imp {
 
     impl Platform for HostCpus {
         type IrqGuard = ();
-        #[inline]
+        #[inline(always)]
         fn cpu_id() -> usize {
-            host_cpu::id()
+            host_cpu::current()
         }
         #[inline(always)]
         fn disable_interrupts() {}
@@ -139,9 +150,9 @@ mod imp {
     impl Platform for HostCpusNonPreemptive {
         type IrqGuard = ();
         const NON_PREEMPTIVE: bool = true;
-        #[inline]
+        #[inline(always)]
         fn cpu_id() -> usize {
-            host_cpu::id()
+            host_cpu::current()
         }
         #[inline(always)]
         fn disable_interrupts() {}
@@ -176,7 +187,14 @@ mod imp {
         const REGION: bool = true;
         unsafe fn create(r: Option<&Region>) -> Box<Self> {
             let r = r.expect("strata created without a region");
-            let h = Box::new(StrataHeap(Heap::<P>::new()));
+            // `STRATA_UNCHECKED=1`: a heap without checked frees (see
+            // `strata::DebugFlags::CHECK_FREES`), for `callgrind.sh`.
+            let heap = if std::env::var_os("STRATA_UNCHECKED").is_some_and(|v| v == "1") {
+                Heap::<P>::with_debug(DebugFlags::empty())
+            } else {
+                Heap::<P>::new()
+            };
+            let h = Box::new(StrataHeap(heap));
             let (base, end) = r.range();
             let ranges = [PhysRange::new(
                 PhysAddr::new(base as u64),
