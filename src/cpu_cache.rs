@@ -13,22 +13,26 @@
 //!
 //! # Capacities
 //!
-//! A stack holds `clamp(CACHE_BYTES_PER_CLASS / size, 4, 256)` objects:
-//! 64 KiB of objects per class (256 objects up to 256 B, where the cap
-//! binds; 4 for the largest class). The starting points were TCMalloc
-//! (about 64 KiB / size objects per batch, 2–32 a batch, and a budget of
-//! about 1.5 MiB per CPU) and Linux SLUB's per-CPU sheaves (60 objects
-//! below 256 B, 4 at 4 KiB and above). The byte bound per class then came
-//! from measurement: on the benchmark's random mix (sizes log-uniform
-//! 8 B–16 KiB, 10,000 live slots), 32 KiB per class sent 24 of every 1,000
-//! operations to a central list, 64 KiB 12.6 (and 128 KiB 3.3). Every one of
-//! those takes a lock that the other CPUs take too, so it is what stands
-//! between two CPUs and twice one CPU's throughput; the page heap is
-//! reached 0.1 times per 1,000 operations. The bound per CPU is
-//! [`CACHE_BYTES_PER_CPU`] (3.7 MiB if every class is full, which only a
+//! A stack holds `clamp(CACHE_BYTES_PER_CLASS / size, 8, 256)` objects:
+//! 64 KiB of objects per class, at least 8 objects (the classes above
+//! 8 KiB) and at most 256 (the classes up to 256 B). The starting points
+//! were TCMalloc (about 64 KiB / size objects per batch, 2–32 a batch, and
+//! a budget of about 1.5 MiB per CPU) and Linux SLUB's per-CPU sheaves (60
+//! objects below 256 B, 4 at 4 KiB and above). The bounds then came from
+//! measurement, on the benchmark's random mix (sizes log-uniform
+//! 8 B–16 KiB, 10,000 live slots), counting the operations that reach a
+//! central list: 24 in 1,000 with 32 KiB per class and at least 4 objects,
+//! 12.6 with 64 KiB, 7.1 with 64 KiB and at least 8 (and 3.3 with 128 KiB).
+//! Most of them come from the largest classes, whose stacks are shortest:
+//! a class used like a random walk reaches an end of a stack of `c` slots,
+//! refilled or flushed to the middle, after about `c² / 4` operations.
+//! Every such trip takes a lock that the other CPUs take too, so it is
+//! what stands between two CPUs and twice one CPU's throughput (the page
+//! heap is reached 0.1 times per 1,000 operations). The bound per CPU is
+//! [`CACHE_BYTES_PER_CPU`] (4.1 MiB if every class is full, which only a
 //! workload using all 71 classes at once reaches; out of memory drains
 //! the caches, see `Heap`), and the slot arrays cost [`SLOTS_PER_CPU`] × 8
-//! bytes (7,502 slots, 59 KiB) per CPU.
+//! bytes (7,532 slots, 59 KiB) per CPU.
 //!
 //! # Claiming a cache
 //!
@@ -61,7 +65,7 @@ const R: Ordering = Ordering::Relaxed;
 /// Bytes of objects one CPU caches per class at most (see the module docs).
 pub const CACHE_BYTES_PER_CLASS: usize = 64 * 1024;
 /// Fewest objects a stack holds, for the largest classes.
-pub const CACHE_MIN_OBJECTS: usize = 4;
+pub const CACHE_MIN_OBJECTS: usize = 8;
 /// Most objects a stack holds, for the smallest classes.
 pub const CACHE_MAX_OBJECTS: usize = 256;
 
@@ -468,7 +472,7 @@ mod tests {
                     <= CACHE_BYTES_PER_CLASS.max(CACHE_MIN_OBJECTS * c.size as usize)
             );
         }
-        const { assert!(CACHE_BYTES_PER_CPU <= 4 << 20) };
+        const { assert!(CACHE_BYTES_PER_CPU <= 9 << 19) };
     }
 }
 

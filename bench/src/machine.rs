@@ -98,27 +98,41 @@ pub fn loadavg() -> String {
 /// (no memory traffic): what the machine itself allows the two-thread
 /// workloads at the time, 2.0 with two idle cores. Median of three trials.
 pub fn compute_scaling() -> f64 {
+    let mut r: Vec<f64> = (0..3).map(|_| spin_scaling(20_000_000)).collect();
+    r.sort_by(f64::total_cmp);
+    r[1]
+}
+
+/// One trial of [`compute_scaling`] with `iters` iterations per thread
+/// (20,000,000 take about 30 ms here).
+fn spin_scaling(iters: u64) -> f64 {
     use std::hint::black_box;
     use std::time::Instant;
-    fn spin() -> u64 {
+    let spin = move || {
         let mut x = 1u64;
-        for i in 0..20_000_000u64 {
+        for i in 0..iters {
             x = black_box(x.wrapping_mul(0x5851_f42d_4c95_7f2d).wrapping_add(i));
         }
         x
-    }
-    let mut r: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(spin());
-            let one = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let h = std::thread::spawn(spin);
-            black_box(spin());
-            black_box(h.join().expect("spin thread"));
-            2.0 * one / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    r.sort_by(f64::total_cmp);
-    r[1]
+    };
+    let t = Instant::now();
+    black_box(spin());
+    let one = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let h = std::thread::spawn(spin);
+    black_box(spin());
+    black_box(h.join().expect("spin thread"));
+    2.0 * one / t.elapsed().as_secs_f64()
+}
+
+/// Scaling a short compute probe must show for a two-thread repetition to
+/// count (see [`quiet_probe`]).
+pub const QUIET_SCALING: f64 = 1.9;
+
+/// A short (about 10 ms) compute-scaling probe: whether two threads of a
+/// pure compute loop ran at least [`QUIET_SCALING`] times as fast as one,
+/// i.e. whether the machine gave both cores to this process just now. The
+/// two-thread workloads run a probe before and after every repetition.
+pub fn quiet_probe() -> bool {
+    spin_scaling(3_000_000) >= QUIET_SCALING
 }

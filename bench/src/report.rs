@@ -298,6 +298,27 @@ pub fn markdown(
             }
             let _ = writeln!(s);
         }
+        if t.two_threads() {
+            let retried: Vec<String> = es
+                .iter()
+                .enumerate()
+                .filter_map(|(ei, e)| {
+                    let mut wis: Vec<usize> = cols.iter().map(|&(wi, _, _)| wi).collect();
+                    wis.dedup();
+                    let n: usize = wis.iter().map(|&wi| cells[wi][ei].disturbed).sum();
+                    (n > 0).then(|| format!("{} {n}", e.name))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nRepetitions run again because the compute probe showed a busy machine: {}.",
+                if retried.is_empty() {
+                    "none".to_string()
+                } else {
+                    retried.join(", ")
+                }
+            );
+        }
     }
     s
 }
