@@ -39,15 +39,24 @@ for s in $SIZES; do
     rule+="---:|"
 done
 table+=$'\n'"$rule"
-for a in none $("$bin" --list); do
-    if [ "$a" = none ]; then row="| (loop and shims only) |"; else row="| $a |"; fi
+# One row: `row NAME ALLOCATOR` (environment as set by the caller).
+row() {
+    local r="| $1 |"
     for s in $SIZES; do
-        base="$(total_ir "$a" "$s" 0)"
-        full="$(total_ir "$a" "$s" "$N")"
-        row+=" $(awk -v f="$full" -v b="$base" -v n="$N" 'BEGIN { printf "%.1f", (f - b) / n }') |"
+        base="$(total_ir "$2" "$s" 0)"
+        full="$(total_ir "$2" "$s" "$N")"
+        r+=" $(awk -v f="$full" -v b="$base" -v n="$N" 'BEGIN { printf "%.1f", (f - b) / n }') |"
     done
-    echo "$row" >&2
-    table+=$'\n'"$row"
+    echo "$r" >&2
+    table+=$'\n'"$r"
+}
+row "(loop and shims only)" none
+for a in $("$bin" --list); do
+    row "$a" "$a"
+done
+# strata without checked frees (`Heap::with_debug(DebugFlags::empty())`).
+for a in strata strata-np; do
+    STRATA_UNCHECKED=1 row "$a, unchecked frees" "$a"
 done
 
 out="# Instructions per alloc+free pair (callgrind)

@@ -20,8 +20,9 @@
 //!   free (in a CPU cache or in its span) is reported. Page runs are always
 //!   checked for this.
 //!
-//! With none of these set the cost is one well-predicted branch on each
-//! path.
+//! Any of these sends every call to the slow path (the fast path's CPU
+//! limit is 0 for such a heap); with none of them set the fast path tests
+//! one flag bit on free.
 //!
 //! # Checked frees
 //!
@@ -30,9 +31,10 @@
 //! metadata before anything is written, and a pointer that is not an object
 //! of the layout's class panics with the address and the reason. It is on
 //! in [`Heap::new`](crate::Heap::new). A warm 64-byte alloc+free pair
-//! takes 155 instructions with it and 125 without (`bench/callgrind.sh`,
-//! the harness's 19 included); the lookup is 49 instructions of the free
-//! path, 17 of them the object-boundary test. A heap made with
+//! takes 91 instructions with it and 72 without (`bench/callgrind.sh`,
+//! the harness's 19 included): the check is 24 instructions of the free
+//! path (see "The fast path" in [`heap`](crate::heap)), against 4 for the
+//! early-arena test that replaces it. A heap made with
 //! [`Heap::with_debug`] without it trusts the caller: a free of a foreign
 //! or interior pointer, or with the wrong layout, then corrupts the heap
 //! silently. Page runs are always checked (the lookup is needed to free

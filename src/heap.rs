@@ -43,30 +43,31 @@
 //! # The fast path
 //!
 //! What `alloc_small` and `free_small` inline into the caller, counted in
-//! x86_64 instructions (`bench/callgrind.sh` counts the same thing in a
-//! host build; a kernel's CPU id is one `gs:` load where the host needs
-//! two for a thread-local, and its tables need no GOT load):
+//! x86_64 instructions of a host build (`bench/callgrind.sh` counts them
+//! through non-inlined shims; a kernel's CPU id is one `gs:` load where the
+//! host needs two for a thread-local, and its tables need no GOT load):
 //!
 //! | step | alloc | free |
 //! |---|---:|---:|
-//! | size → class (`size <= MAX_SMALL`, one table load) | 6 | 6 |
+//! | size → class (`size <= MAX_SMALL`, one table load) | 7 | 7 |
 //! | CPU id, `id < fast_cpus`, cache address | 8 | 8 |
 //! | claim (compare-exchange) and release | 5 | 5 |
-//! | pop or push (pointer stacks, [`cpu_cache`](crate::cpu_cache)) | 6 | 6 |
-//! | check: is the flag on, region 0, tag, object boundary | – | 20 |
+//! | pop or push on the class's pointer stack (alloc: and the hit count) | 7 | 6 |
+//! | check: flag, first region, tag XOR and object boundary | – | 2 + 9 + 13 |
 //! | return | 1 | 1 |
+//! | **total** | **28** | **51** |
 //!
-//! About 27 instructions for an allocation and 46 for a checked free (26
-//! unchecked). Everything else is a call in tail position, so the fast path
-//! sets up no stack frame. What the design costs and why: one id lookup
-//! and one claim per call buy re-entrancy without masking interrupts
-//! (see `cpu_cache`), and the check buys a panic instead of corruption on
-//! a bad free; a free-list allocator with neither (mimalloc: 58 over the
-//! harness per pair) cannot be matched by much. Reaching far below that
-//! would take per-CPU memory the platform addresses directly (a `gs:` slot
-//! per heap) and interrupt-atomic pops without a claim (Linux's
-//! `this_cpu_cmpxchg`), which need architecture code this crate does not
-//! have.
+//! Without checked frees the check becomes the early arena's range test
+//! (4). Everything else is a call in tail position, so the fast path sets
+//! up no stack frame. Per alloc+free pair through the benchmark's shims
+//! that is 91 instructions (72 unchecked) against mimalloc's 77; the
+//! harness alone takes 19. What stays: one CPU id lookup and one claim per
+//! call, which buy re-entrancy without masking interrupts (see
+//! `cpu_cache`), and the check, which buys a panic instead of corruption
+//! on a bad free. Going much lower would take per-CPU memory the platform
+//! addresses directly (a `gs:` slot per heap) and interrupt-atomic pops
+//! without a claim (Linux's `this_cpu_cmpxchg`), which need architecture
+//! code that this crate keeps out of its core.
 
 use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, Run, MAX_REGIONS};
