@@ -58,6 +58,8 @@ done
 for a in strata strata-np; do
     STRATA_UNCHECKED=1 row "$a, unchecked frees" "$a"
 done
+# strata's page API: alloc_pages + free_pages of one page (size ignored).
+row "strata, one page through the page API" strata-pages
 
 out="# Instructions per alloc+free pair (callgrind)
 

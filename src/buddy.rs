@@ -125,6 +125,10 @@ pub(crate) mod kind {
     pub const INTERNAL: u8 = 5;
 }
 
+/// `PageMeta::b` of a one-page `RUN` that sits on a CPU's page list (0
+/// when it is with a caller): what tells a double `free_pages` apart.
+pub(crate) const CACHED_PAGE: u32 = 1;
+
 /// Per-page metadata, out of band (like Linux's `struct page`).
 ///
 /// Meaning of the fields by kind (see [`kind`]):
@@ -134,7 +138,7 @@ pub(crate) mod kind {
 /// | `FREE`      | order         | –                          | prev       | next     |
 /// | `SPAN_HEAD` | class         | objects out / carved / head of free list | prev | next |
 /// | `SPAN_HEAD + d` | class     | –                          | –          | –        |
-/// | `RUN`       | –             | –                          | page count | –        |
+/// | `RUN`       | –             | –                          | page count | [`CACHED_PAGE`] or 0 |
 #[repr(C, align(16))]
 pub(crate) struct PageMeta {
     /// `kind | (class_or_order << 8)`.
@@ -602,25 +606,64 @@ impl PageHeap {
         if n == 0 || n > REGION_PAGES_MAX {
             return None;
         }
+        let mut lists = self.lock(irq);
+        self.alloc_locked(&mut lists, n, align_order, limit, kind)
+    }
+
+    /// Takes up to `out.len()` single pages (runs of one page, tagged `RUN`)
+    /// under one acquisition of the lock, for a CPU's page list. Returns
+    /// how many; their virtual addresses are in `out`.
+    pub(crate) fn alloc_singles(&self, irq: IrqOff<'_>, out: &mut [VirtAddr]) -> usize {
+        let mut lists = self.lock(irq);
+        let mut n = 0;
+        while n < out.len() {
+            let Some(run) = self.alloc_locked(&mut lists, 1, 0, None, kind::RUN) else {
+                break;
+            };
+            run.region.meta(run.index).b.store(CACHED_PAGE, R);
+            out[n] = self.virt(run.region.pfn(run.index));
+            n += 1;
+        }
+        n
+    }
+
+    /// Frees single pages (runs of one page, tagged `RUN`) under one
+    /// acquisition of the lock: a CPU's page list flushing.
+    pub(crate) fn free_singles(&self, irq: IrqOff<'_>, pages: &[VirtAddr]) {
+        let mut lists = self.lock(irq);
+        for &page in pages {
+            let pfn = self.offset().to_phys(page).pfn();
+            let Some((region, index)) = self.find(pfn) else {
+                unreachable!("strata: cached page {page} is outside every region");
+            };
+            self.free_locked(&mut lists, Run { region, index }, 1);
+        }
+    }
+
+    fn alloc_locked(
+        &self,
+        lists: &mut Lists,
+        n: u64,
+        align_order: u32,
+        limit: Option<Pfn>,
+        kind: u8,
+    ) -> Option<Run<'_>> {
         let need = ceil_log2(n).max(align_order);
         if need > MAX_ORDER {
             return None;
         }
-        let mut lists = self.lock(irq);
         let count = self.count.load(R);
         let parked = if limit.is_none() && need <= PARK_MAX_ORDER {
-            self.take_parked(&mut lists, need)
+            self.take_parked(lists, need)
         } else {
             None
         };
         let packed = if parked.is_some() || limit.is_some() {
             None
         } else {
-            self.take_parked_run(&mut lists, n, align_order)
-                .or_else(|| {
-                    (align_order == 0 && !n.is_power_of_two())
-                        .then(|| self.take_next_fit(&mut lists, n))?
-                })
+            self.take_parked_run(lists, n, align_order).or_else(|| {
+                (align_order == 0 && !n.is_power_of_two()).then(|| self.take_next_fit(lists, n))?
+            })
         };
         // `order`: the block taken, to split down to `need` and trim; None
         // when the run was assembled from smaller blocks, already exact.
@@ -635,7 +678,7 @@ impl PageHeap {
             }
             None => {
                 if (0..count).all(|r| lists.masks[r] >> need == 0) {
-                    self.unpark_all(&mut lists);
+                    self.unpark_all(lists);
                 }
                 // Smallest fitting order over all regions; on a tie the
                 // highest region, to keep low memory for limited requests.
@@ -655,19 +698,19 @@ impl PageHeap {
                     Some((order, r, _)) => {
                         let region = self.region(r);
                         let index = lists.heads[r][order as usize] as u64;
-                        Self::unlink(&mut lists, region, index, order);
+                        Self::unlink(lists, region, index, order);
                         (region, index, Some(order))
                     }
                     None => {
-                        let (region, index) = self.assemble(&mut lists, count, n, align_order)?;
+                        let (region, index) = self.assemble(lists, count, n, align_order)?;
                         (region, index, None)
                     }
                 }
             }
             Some(limit) => {
-                self.unpark_all(&mut lists);
+                self.unpark_all(lists);
                 let (region, index, order) =
-                    self.take_below(&mut lists, count, n, need, limit.as_u64())?;
+                    self.take_below(lists, count, n, need, limit.as_u64())?;
                 (region, index, Some(order))
             }
         };
@@ -675,11 +718,11 @@ impl PageHeap {
             // Split down to `need`, keeping the lower half.
             while order > need {
                 order -= 1;
-                Self::push(&mut lists, region, index + (1 << order), order);
+                Self::push(lists, region, index + (1 << order), order);
             }
             // Give the surplus of the rounded-up block straight back.
             if (1 << need) > n {
-                Self::free_range(&mut lists, region, index + n, (1 << need) - n);
+                Self::free_range(lists, region, index + n, (1 << need) - n);
             }
         }
         if !n.is_power_of_two() && index + n < region.pages {
@@ -694,6 +737,7 @@ impl PageHeap {
         let head = region.meta(index);
         head.set_tag(kind, 0);
         head.a.store(n as u32, R);
+        head.b.store(0, R);
         Some(Run { region, index })
     }
 
@@ -783,6 +827,10 @@ impl PageHeap {
     /// Frees a run of `n` pages at region-local `index`.
     pub(crate) fn free(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64) {
         let mut lists = self.lock(irq);
+        self.free_locked(&mut lists, run, n)
+    }
+
+    fn free_locked(&self, lists: &mut Lists, run: Run<'_>, n: u64) {
         let head = run.region.meta(run.index);
         if head.kind() == kind::RUN {
             lists.runs -= 1;
@@ -796,7 +844,7 @@ impl PageHeap {
             );
             lists.free_pages += n;
             if old.0 != NIL {
-                self.unpark_run(&mut lists, old);
+                self.unpark_run(lists, old);
             }
             return;
         }
@@ -804,9 +852,9 @@ impl PageHeap {
         while left > 0 {
             let order = Self::chunk_order(region, index, left);
             if order <= PARK_MAX_ORDER {
-                self.park(&mut lists, region, index, order);
+                self.park(lists, region, index, order);
             } else {
-                Self::free_block(&mut lists, region, index, order);
+                Self::free_block(lists, region, index, order);
             }
             index += 1 << order;
             left -= 1 << order;

@@ -34,6 +34,23 @@
 //! the caches, see `Heap`), and the slot arrays cost [`SLOTS_PER_CPU`] × 8
 //! bytes (7,532 slots, 59 KiB) per CPU.
 //!
+//! # Page lists
+//!
+//! Besides its object stacks, each cache keeps a list of up to
+//! [`CACHE_PAGES`] (64) single pages for [`Heap::alloc_pages`] and
+//! [`Heap::free_pages`] of one page, the requests a kernel makes most (page
+//! tables, one-page buffers), like Linux's per-CPU page lists (`pcp`,
+//! batch 63). It is refilled and flushed half a list at a time under one
+//! acquisition of the page heap's lock. To the page heap the pages on a
+//! list are one-page runs; a list page is marked in its metadata
+//! (`CACHED_PAGE` in `buddy.rs`), so a second `free_pages` of it panics as
+//! a double free. Requests for more than one page, an alignment or a
+//! physical limit go to the page heap. The free-page count of
+//! [`HeapStats`](crate::HeapStats) includes the pages on the lists.
+//!
+//! [`Heap::alloc_pages`]: crate::Heap::alloc_pages
+//! [`Heap::free_pages`]: crate::Heap::free_pages
+//!
 //! # Claiming a cache
 //!
 //! A cache is used by one context at a time, claimed with its `busy` flag:
@@ -80,13 +97,26 @@ const fn capacity_of(size: usize) -> usize {
     }
 }
 
-/// Per class: (capacity, offset of its slots in the CPU's slot array).
-static LAYOUT: [(u32, u32); NUM_CLASSES] = {
-    let mut t = [(0u32, 0u32); NUM_CLASSES];
+/// Single pages one CPU keeps for the page API (see "Page lists" in the
+/// module docs); refill and flush move half of them.
+pub const CACHE_PAGES: usize = 64;
+
+/// Stacks per CPU: one per class, then the page list.
+const STACKS: usize = NUM_CLASSES + 1;
+/// The index of the page list among a CPU's stacks.
+const PAGE_STACK: usize = NUM_CLASSES;
+
+/// Per stack: (capacity, offset of its slots in the CPU's slot array).
+static LAYOUT: [(u32, u32); STACKS] = {
+    let mut t = [(0u32, 0u32); STACKS];
     let mut i = 0;
     let mut off = 0;
-    while i < NUM_CLASSES {
-        let cap = capacity_of(CLASSES[i].size as usize);
+    while i < STACKS {
+        let cap = if i == PAGE_STACK {
+            CACHE_PAGES
+        } else {
+            capacity_of(CLASSES[i].size as usize)
+        };
         t[i] = (cap as u32, off as u32);
         off += cap;
         i += 1;
@@ -94,10 +124,10 @@ static LAYOUT: [(u32, u32); NUM_CLASSES] = {
     t
 };
 
-/// Slots (cached object addresses) per CPU, all classes.
+/// Slots (cached object and page addresses) per CPU, all stacks.
 pub const SLOTS_PER_CPU: usize = {
     let mut i = 0;
-    let mut n = 0;
+    let mut n = CACHE_PAGES;
     while i < NUM_CLASSES {
         n += capacity_of(CLASSES[i].size as usize);
         i += 1;
@@ -171,11 +201,15 @@ pub struct CpuStats {
     pub cached_objects: u64,
     /// Bytes of those objects.
     pub cached_bytes: u64,
-    /// Allocations and frees served by the cache without the central list.
+    /// Single pages on the CPU's page list (see "Page lists" in the
+    /// [`cpu_cache`](crate::cpu_cache) docs).
+    pub cached_pages: u64,
+    /// Allocations and frees (objects and single pages) served by the
+    /// cache without the central list or the page heap.
     pub hits: u64,
-    /// Batches taken from central lists.
+    /// Batches taken from central lists (or, for pages, the page heap).
     pub refills: u64,
-    /// Batches given back to central lists.
+    /// Batches given back to central lists (or the page heap).
     pub flushes: u64,
     /// Operations that found the cache claimed and took the central path.
     pub fallbacks: u64,
@@ -225,11 +259,11 @@ impl Stack<'_> {
 pub(crate) struct CpuCache {
     claim: Claim,
     /// Per class: the next free slot of its stack ([`Stack::top`]).
-    tops: [AtomicPtr<VirtAddr>; NUM_CLASSES],
+    tops: [AtomicPtr<VirtAddr>; STACKS],
     /// Per class: its first slot.
-    bottoms: [*mut VirtAddr; NUM_CLASSES],
+    bottoms: [*mut VirtAddr; STACKS],
     /// Per class: one past its last slot.
-    ends: [*mut VirtAddr; NUM_CLASSES],
+    ends: [*mut VirtAddr; STACKS],
     /// Allocations served from the stacks (frees served are derived in
     /// `stats` from the lengths and the batch counts, to keep a counter off
     /// the free path).
@@ -261,7 +295,7 @@ impl CpuCache {
         // SAFETY: the caller guarantees `at` is valid for the cache and its
         // slot array; the slots start right after the struct.
         let slots = unsafe { at.add(1).cast::<VirtAddr>() };
-        let bottoms: [*mut VirtAddr; NUM_CLASSES] = core::array::from_fn(|i| {
+        let bottoms: [*mut VirtAddr; STACKS] = core::array::from_fn(|i| {
             // SAFETY: LAYOUT's offsets stay within SLOTS_PER_CPU.
             unsafe { slots.add(LAYOUT[i].1 as usize) }
         });
@@ -315,8 +349,15 @@ impl CpuCache {
 
     #[inline(always)]
     fn stack(&self, class: SizeClass) -> Stack<'_> {
-        let i = class.index();
-        // SAFETY: a SizeClass index is below NUM_CLASSES, the arrays' length.
+        self.stack_at(class.index())
+    }
+
+    /// Stack `i`: a class's, or the page list at [`PAGE_STACK`].
+    #[inline(always)]
+    fn stack_at(&self, i: usize) -> Stack<'_> {
+        debug_assert!(i < STACKS);
+        // SAFETY: callers pass a SizeClass index (below NUM_CLASSES) or
+        // PAGE_STACK: below STACKS, the arrays' length.
         unsafe {
             Stack {
                 top: self.tops.get_unchecked(i),
@@ -329,7 +370,32 @@ impl CpuCache {
     /// Pops a cached object of `class`. Caller holds the claim.
     #[inline(always)]
     pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
-        let st = self.stack(class);
+        self.pop_at(class.index())
+    }
+
+    /// Pushes a freed object; `false` if the stack is full. Caller holds
+    /// the claim.
+    #[inline(always)]
+    pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
+        self.push_at(class.index(), obj)
+    }
+
+    /// Pops a page from the page list. Caller holds the claim.
+    #[inline(always)]
+    pub(crate) fn pop_page(&self) -> Option<VirtAddr> {
+        self.pop_at(PAGE_STACK)
+    }
+
+    /// Pushes a freed page on the page list; `false` if it is full. Caller
+    /// holds the claim.
+    #[inline(always)]
+    pub(crate) fn push_page(&self, page: VirtAddr) -> bool {
+        self.push_at(PAGE_STACK, page)
+    }
+
+    #[inline(always)]
+    fn pop_at(&self, i: usize) -> Option<VirtAddr> {
+        let st = self.stack_at(i);
         let top = st.top.load(R);
         if top == st.bottom {
             return None;
@@ -343,11 +409,9 @@ impl CpuCache {
         Some(unsafe { top.read() })
     }
 
-    /// Pushes a freed object; `false` if the stack is full. Caller holds
-    /// the claim.
     #[inline(always)]
-    pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
-        let st = self.stack(class);
+    fn push_at(&self, i: usize, obj: VirtAddr) -> bool {
+        let st = self.stack_at(i);
         let top = st.top.load(R);
         if top == st.end {
             return false;
@@ -359,6 +423,40 @@ impl CpuCache {
             st.top.store(top.add(1), R);
         }
         true
+    }
+
+    /// Refills the empty page list with half a list of single pages from
+    /// the page heap and pops one. Caller holds the claim.
+    pub(crate) fn refill_pages(&self, irq: IrqOff<'_>, pages: &PageHeap) -> Option<VirtAddr> {
+        let st = self.stack_at(PAGE_STACK);
+        debug_assert_eq!(st.len(), 0);
+        // SAFETY: the first cap/2 slots are valid and exclusively ours.
+        let slots = unsafe { core::slice::from_raw_parts_mut(st.bottom, st.cap() / 2) };
+        let got = pages.alloc_singles(irq, slots);
+        add(&self.refills, 1);
+        add(&self.refilled, got as u64);
+        if got == 0 {
+            return None;
+        }
+        st.set_len(got - 1);
+        add(&self.pops, 1);
+        Some(slots[got - 1])
+    }
+
+    /// Gives the top half of the full page list back to the page heap, then
+    /// pushes `page`. Caller holds the claim.
+    pub(crate) fn flush_pages_and_push(&self, irq: IrqOff<'_>, pages: &PageHeap, page: VirtAddr) {
+        let st = self.stack_at(PAGE_STACK);
+        let cap = st.cap();
+        let keep = cap / 2;
+        // SAFETY: slots keep..cap hold pages; exclusive through the claim.
+        let batch = unsafe { core::slice::from_raw_parts(st.bottom.add(keep), cap - keep) };
+        pages.free_singles(irq, batch);
+        add(&self.flushes, 1);
+        add(&self.flushed, batch.len() as u64);
+        // SAFETY: keep < cap.
+        unsafe { st.bottom.add(keep).write(page) };
+        st.set_len(keep + 1);
     }
 
     /// Refills an empty stack with one batch (half the stack) and pops one
@@ -425,6 +523,15 @@ impl CpuCache {
             add(&self.flushes, 1);
             add(&self.flushed, n as u64);
         }
+        let st = self.stack_at(PAGE_STACK);
+        let n = st.len();
+        if n > 0 {
+            // SAFETY: slots 0..n hold pages; exclusive through the claim.
+            pages.free_singles(irq, unsafe { core::slice::from_raw_parts(st.bottom, n) });
+            st.set_len(0);
+            add(&self.flushes, 1);
+            add(&self.flushed, n as u64);
+        }
     }
 
     /// Whether `obj` is on the stack of `class`. Caller holds the claim.
@@ -448,11 +555,12 @@ impl CpuCache {
             s.cached_objects += n;
             s.cached_bytes += n * c.size as u64;
         }
-        // Objects in = refilled + pushed; out = popped + flushed; the
-        // difference is what is cached now. So pushed (frees served) is:
+        s.cached_pages = self.stack_at(PAGE_STACK).len() as u64;
+        // Objects and pages in = refilled + pushed; out = popped + flushed;
+        // the difference is what is cached now. So pushed (frees served) is:
         let pops = self.pops.load(R);
-        let pushes =
-            (s.cached_objects + pops + self.flushed.load(R)).saturating_sub(self.refilled.load(R));
+        let cached = s.cached_objects + s.cached_pages;
+        let pushes = (cached + pops + self.flushed.load(R)).saturating_sub(self.refilled.load(R));
         s.hits = pops + pushes;
         s
     }

@@ -70,7 +70,7 @@
 //! code that this crate keeps out of its core.
 
 use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
-use crate::buddy::{kind, PageHeap, Run, MAX_REGIONS};
+use crate::buddy::{kind, PageHeap, Run, CACHED_PAGE, MAX_REGIONS};
 use crate::central::CentralList;
 use crate::cpu_cache::{CpuCache, CPU_BYTES};
 use crate::debug::{self, DebugFlags};
@@ -885,20 +885,33 @@ impl<P: Platform> Heap<P> {
     ///
     /// The alignment applies to the physical address. The run is tagged as
     /// allocated like any large block and is freed with
-    /// [`free_pages`](Self::free_pages).
+    /// [`free_pages`](Self::free_pages). A single page with no alignment
+    /// and no limit comes from the calling CPU's page list, without the page
+    /// heap's lock (see "Page lists" in [`cpu_cache`](crate::cpu_cache)).
     ///
     /// # Time Complexity
-    /// O(regions + MAX_ORDER) plus zeroing; with `below`, O(free blocks) of
-    /// the regions under the limit.
+    /// O(1) for a single page from the CPU's list; otherwise O(regions +
+    /// MAX_ORDER) plus zeroing; with `below`, O(free blocks) of the regions
+    /// under the limit.
     pub fn alloc_pages(&self, req: PageRequest) -> Option<PageAllocation> {
         if req.count == 0 || !req.align.is_power_of_two() {
             return None;
         }
-        let align_order = req.align.trailing_zeros();
-        let layout = Layout::from_size_align(req.count.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()?;
-        let run = self.alloc_run(req.count as u64, align_order, req.below, layout)?;
-        let phys = run.region.pfn(run.index).addr();
-        let virt = self.pages.virt(run.region.pfn(run.index));
+        let cached = match (req.count, req.align, req.below) {
+            (1, 1, None) => self.alloc_page_cached(),
+            _ => None,
+        };
+        let virt = match cached {
+            Some(virt) => virt,
+            None => {
+                let align_order = req.align.trailing_zeros();
+                let bytes = req.count.checked_mul(PAGE_SIZE)?;
+                let layout = Layout::from_size_align(bytes, PAGE_SIZE).ok()?;
+                let run = self.alloc_run(req.count as u64, align_order, req.below, layout)?;
+                self.pages.virt(run.region.pfn(run.index))
+            }
+        };
+        let phys = self.pages.offset().to_phys(virt);
         if req.zeroed {
             // SAFETY: the run is ours, mapped at `virt`, count pages long.
             unsafe { core::ptr::write_bytes(virt.as_mut_ptr::<u8>(), 0, req.count * PAGE_SIZE) };
@@ -910,10 +923,12 @@ impl<P: Platform> Heap<P> {
         })
     }
 
-    /// Frees pages from [`alloc_pages`](Self::alloc_pages).
+    /// Frees pages from [`alloc_pages`](Self::alloc_pages). A single page
+    /// goes onto the calling CPU's page list.
     ///
     /// # Panics
-    /// If `phys` is not the first page of a live run of `count` pages.
+    /// If `phys` is not the first page of a live run of `count` pages
+    /// (including a single page that is already free on a CPU's list).
     ///
     /// # Safety
     /// Nothing uses the pages any more.
@@ -924,9 +939,60 @@ impl<P: Platform> Heap<P> {
     pub unsafe fn free_pages(&self, phys: PhysAddr, count: usize) {
         let addr = self.pages.offset().to_virt(phys);
         match self.find_run(addr, count as u64) {
+            Ok(run) if count == 1 => self.free_page(run, addr),
             Ok(run) => self.release_run(run, count as u64),
             Err(why) => bad_page_free(addr, count as u64, why),
         }
+    }
+
+    /// A single page from this CPU's page list, refilled with a batch from
+    /// the page heap when empty; `None` if the list cannot be used (no
+    /// cache, or claimed) or the page heap is out of pages.
+    fn alloc_page_cached(&self) -> Option<VirtAddr> {
+        let cache = self.cache(P::cpu_id())?;
+        if !cache.try_claim::<P>() {
+            cache.count_fallback();
+            return None;
+        }
+        P::cache_claimed();
+        let page = match cache.pop_page() {
+            Some(page) => Some(page),
+            None => {
+                let guard = P::disable_interrupts();
+                cache.refill_pages(IrqOff::new(&guard), &self.pages)
+            }
+        };
+        cache.release();
+        let page = page?;
+        // The page is ours now: mark it live, so that its free is accepted.
+        if let Some(m) = self.pages.meta_of(page) {
+            m.b.store(0, Ordering::Relaxed);
+        }
+        Some(page)
+    }
+
+    /// Frees the checked one-page run `run` at `addr`: onto this CPU's page
+    /// list, or to the page heap if the list cannot be used.
+    #[track_caller]
+    fn free_page(&self, run: Run<'_>, addr: VirtAddr) {
+        let m = run.region.meta(run.index);
+        if m.b.load(Ordering::Relaxed) == CACHED_PAGE {
+            bad_page_free(addr, 1, BadFree::CachedPage);
+        }
+        if let Some(cache) = self.cache(P::cpu_id()) {
+            if cache.try_claim::<P>() {
+                P::cache_claimed();
+                m.b.store(CACHED_PAGE, Ordering::Relaxed);
+                if !cache.push_page(addr) {
+                    let guard = P::disable_interrupts();
+                    cache.flush_pages_and_push(IrqOff::new(&guard), &self.pages, addr);
+                }
+                cache.release();
+                return;
+            }
+            cache.count_fallback();
+        }
+        self.release_run(run, 1)
     }
 
     // ---- maintenance -----------------------------------------------------------
@@ -992,10 +1058,15 @@ impl<P: Platform> Heap<P> {
             let st = self.cache(cpu).map(|c| c.stats()).unwrap_or_default();
             s.cached_bytes += st.cached_bytes;
             s.cached_objects += st.cached_objects;
+            s.cached_pages += st.cached_pages;
             if cpu < STATS_CPUS {
                 s.per_cpu[cpu] = st;
             }
         }
+        // Pages on CPU page lists are one-page runs to the page heap; to
+        // the caller they are free.
+        s.large_runs = s.large_runs.saturating_sub(s.cached_pages);
+        s.large_pages = s.large_pages.saturating_sub(s.cached_pages);
         s
     }
 
@@ -1052,7 +1123,7 @@ fn bad_free(addr: VirtAddr, layout: Layout, why: BadFree) -> ! {
         BadFree::Foreign => {
             panic!("strata: free of {addr}: the address is not inside any region of this heap")
         }
-        BadFree::NotAllocated => panic!(
+        BadFree::NotAllocated | BadFree::CachedPage => panic!(
             "strata: free of {addr}: no block is allocated there (freed twice, or never allocated)"
         ),
         BadFree::WrongClass { span_class } => panic!(
@@ -1082,6 +1153,9 @@ fn bad_page_free(addr: VirtAddr, count: u64, why: BadFree) -> ! {
     match why {
         BadFree::WrongLength { pages } => {
             panic!("strata: free_pages of {addr}: the run there is {pages} pages, not {count}")
+        }
+        BadFree::CachedPage => {
+            panic!("strata: free_pages of {addr}: the page is already free (double free)")
         }
         _ => panic!("strata: free_pages of {addr} ({count} pages): not a live page run ({why:?})"),
     }

@@ -154,6 +154,8 @@ pub(crate) enum BadFree {
     IsRun,
     /// A page run of another length than the layout's.
     WrongLength { pages: u64 },
+    /// A single page that is already free, on a CPU's page list.
+    CachedPage,
 }
 
 impl<'a> Span<'a> {

@@ -32,7 +32,11 @@ pub struct HeapStats {
     pub cached_objects: u64,
     /// Bytes of those objects.
     pub cached_bytes: u64,
-    /// Live page runs (large blocks and page API).
+    /// Single pages on all CPUs' page lists (free, but not in the page
+    /// heap's free count).
+    pub cached_pages: u64,
+    /// Live page runs (large blocks and page API; pages on CPU page lists
+    /// are not counted).
     pub large_runs: u64,
     /// Pages in those runs.
     pub large_pages: u64,
@@ -47,6 +51,7 @@ impl Default for HeapStats {
             per_cpu: [CpuStats::default(); STATS_CPUS],
             cached_objects: 0,
             cached_bytes: 0,
+            cached_pages: 0,
             large_runs: 0,
             large_pages: 0,
         }
@@ -54,9 +59,9 @@ impl Default for HeapStats {
 }
 
 impl HeapStats {
-    /// Pages free in the page heap.
+    /// Pages free: in the page heap, or on a CPU's page list.
     pub fn free_pages(&self) -> u64 {
-        self.pages.free_pages
+        self.pages.free_pages + self.cached_pages
     }
     /// Pages managed (metadata excluded).
     pub fn managed_pages(&self) -> u64 {
@@ -112,8 +117,8 @@ impl fmt::Display for HeapStats {
             "  pages: managed {} ({}), free {}, in use {}, peak {}, metadata {} ({:.2}%)",
             p.managed_pages,
             Bytes(p.managed_pages * page),
-            p.free_pages,
-            p.managed_pages - p.free_pages,
+            self.free_pages(),
+            p.managed_pages - self.free_pages(),
             p.peak_used_pages,
             p.metadata_pages,
             self.metadata_ratio() * 100.0
@@ -172,9 +177,10 @@ impl fmt::Display for HeapStats {
         }
         write!(
             f,
-            "  all cpus: {} objects, {} cached",
+            "  all cpus: {} objects, {} cached; {} pages on page lists",
             self.cached_objects,
-            Bytes(self.cached_bytes)
+            Bytes(self.cached_bytes),
+            self.cached_pages
         )
     }
 }

@@ -371,6 +371,87 @@ fn page_api_limits_alignment_and_zeroing() {
 }
 
 #[test]
+fn single_pages_go_through_cpu_page_lists() {
+    let arena = Arena::new(16 * MIB);
+    let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
+    set_cpu(0);
+    let s0 = heap.stats();
+    let start = s0.free_pages();
+    assert_eq!(s0.pages.free_pages, start, "nothing cached yet");
+    let mut live = std::collections::BTreeMap::new();
+    for i in 0..200u64 {
+        let zeroed = i % 3 == 0;
+        let req = if zeroed {
+            PageRequest::new(1).zeroed()
+        } else {
+            PageRequest::new(1)
+        };
+        let p = heap.alloc_pages(req).unwrap();
+        let addr = p.phys.as_u64();
+        assert_eq!(addr % 4096, 0);
+        assert!(arena.contains(addr as usize, 4096));
+        let ptr: *mut u64 = p.virt.as_mut_ptr();
+        if zeroed {
+            // SAFETY: the page is ours.
+            let page = unsafe { std::slice::from_raw_parts(ptr, 512) };
+            assert!(page.iter().all(|&w| w == 0), "page {addr:#x} not zeroed");
+        }
+        // SAFETY: as above.
+        unsafe { ptr.write_bytes(0x5a, 512) };
+        // SAFETY: as above.
+        unsafe { ptr.write(addr) };
+        assert!(
+            live.insert(addr, i).is_none(),
+            "page {addr:#x} handed out twice"
+        );
+        let s = heap.stats();
+        assert_eq!(s.free_pages(), start - live.len() as u64, "{s}");
+        assert_eq!(s.large_runs, live.len() as u64, "{s}");
+    }
+    assert!(
+        heap.stats().per_cpu[0].cached_pages > 0,
+        "the list was refilled in batches"
+    );
+    // Free every other page on CPU 1: they go to CPU 1's list (and, past
+    // its capacity, back to the page heap), and CPU 1 hands them out again.
+    set_cpu(1);
+    let odd: Vec<u64> = live.keys().copied().skip(1).step_by(2).collect();
+    for &addr in &odd {
+        // SAFETY: the page is live, unused now.
+        assert_eq!(
+            unsafe { (addr as *const u64).read() },
+            addr,
+            "contents lost"
+        );
+        // SAFETY: as above.
+        unsafe { heap.free_pages(PhysAddr::new(addr), 1) };
+        live.remove(&addr);
+    }
+    let s = heap.stats();
+    assert!(s.per_cpu[1].cached_pages > 0, "{s}");
+    assert_eq!(s.free_pages(), start - live.len() as u64, "{s}");
+    let again = heap.alloc_pages(PageRequest::new(1)).unwrap();
+    assert!(
+        odd.contains(&again.phys.as_u64()),
+        "CPU 1 reuses its own list"
+    );
+    live.insert(again.phys.as_u64(), 0);
+    set_cpu(0);
+    for (&addr, _) in live.iter() {
+        // SAFETY: live, unused now.
+        unsafe { heap.free_pages(PhysAddr::new(addr), 1) };
+    }
+    let s = heap.stats();
+    assert_eq!(s.large_runs, 0, "{s}");
+    assert_eq!(s.free_pages(), start, "{s}");
+    // Draining the CPUs gives the lists back to the page heap itself.
+    settle(&heap, 2);
+    let s = heap.stats();
+    assert_eq!(s.cached_pages, 0, "{s}");
+    assert_eq!(s.pages.free_pages, start, "{s}");
+}
+
+#[test]
 fn stats_are_consistent() {
     let arena = Arena::new(32 * MIB);
     let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
@@ -543,6 +624,31 @@ mod bad_frees {
         // SAFETY: deliberately frees memory the heap never handed out (the
         // last page before the metadata is free in a fresh heap).
         unsafe { heap.dealloc((a.base() + 4 * MIB) as *mut u8, Layout::new::<u64>()) };
+    }
+
+    #[test]
+    #[should_panic(expected = "the page is already free (double free)")]
+    fn page_freed_twice() {
+        let (_a, heap) = heap();
+        let p = heap.alloc_pages(PageRequest::new(1)).unwrap();
+        // SAFETY: the first free is right; the second is the bug under test.
+        unsafe {
+            heap.free_pages(p.phys, 1);
+            heap.free_pages(p.phys, 1);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "the page is already free (double free)")]
+    fn free_of_a_page_still_on_a_cpu_list() {
+        let (_a, heap) = heap();
+        let p = heap.alloc_pages(PageRequest::new(1)).unwrap();
+        // The list was refilled with a batch of pages taken in address
+        // order and `p` is the last of it: the page below is on the list,
+        // never handed out.
+        assert!(heap.stats().cached_pages > 0);
+        // SAFETY: deliberately frees a page the heap never handed out.
+        unsafe { heap.free_pages(PhysAddr::new(p.phys.as_u64() - 4096), 1) };
     }
 
     #[test]

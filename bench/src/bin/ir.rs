@@ -5,7 +5,9 @@
 //! remains is N pairs (and the loop around them).
 //!
 //! `ir --list` prints the allocator keys; `ir none SIZE N` runs the same
-//! loop around an allocator that does nothing (the harness's share).
+//! loop around an allocator that does nothing (the harness's share);
+//! `ir strata-pages SIZE N` allocates and frees one page through strata's
+//! page API instead (SIZE is ignored).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -59,6 +61,44 @@ impl Visit for Run<'_> {
     }
 }
 
+/// `alloc_pages` + `free_pages` of one page, `WARM_UP` then `n` times,
+/// through non-inlined calls, on strata over a fresh region.
+#[cfg(feature = "strata")]
+fn page_pairs(n: usize) {
+    use strata::{Heap, PageRequest, PhysAddr, PhysRange};
+    use strata_bench::contenders::HostCpus;
+
+    #[inline(never)]
+    fn pairs(heap: &Heap<HostCpus>, n: usize) {
+        for _ in 0..n {
+            let Some(p) = black_box(heap).alloc_pages(PageRequest::new(1)) else {
+                eprintln!("alloc_pages failed");
+                std::process::exit(2);
+            };
+            // SAFETY: the page was just allocated and is not used.
+            unsafe { black_box(heap).free_pages(black_box(p.phys), 1) };
+        }
+    }
+
+    let region = Region::new(REGION);
+    let (base, end) = region.range();
+    let heap = Box::new(Heap::<HostCpus>::new());
+    let range = PhysRange::new(PhysAddr::new(base as u64), PhysAddr::new(end as u64));
+    // SAFETY: the region is fresh, used by nothing else, identity-mapped,
+    // and dropped after the heap.
+    unsafe { heap.init(0, 4, &[range]) }.expect("strata: Heap::init failed");
+    pairs(&heap, WARM_UP);
+    pairs(&heap, black_box(n));
+    drop(heap);
+    drop(region);
+}
+
+#[cfg(not(feature = "strata"))]
+fn page_pairs(_: usize) {
+    eprintln!("strata-pages needs the `strata` feature");
+    std::process::exit(64);
+}
+
 struct List(Vec<&'static str>);
 
 impl Visit for List {
@@ -89,6 +129,11 @@ fn main() {
         found: false,
     };
     visit_all(&mut run);
+    if key == "strata-pages" {
+        // strata's page API: one page allocated and freed per pair.
+        page_pairs(run.n);
+        return;
+    }
     if key == "none" {
         // The loop and shims around an allocator that does nothing.
         let a = strata_bench::baseline::OneBlock::new();

@@ -3,9 +3,11 @@
 //! On every CPU: runs of 1, 3 and 16 pages below each configured physical
 //! limit (their whole run must end at or below it), `zeroed` pages that are
 //! really zero even when the frames were dirty before, runs aligned to 2,
-//! 16 and 512 pages, and a request combining all options. Every run is
-//! written with a pattern while held (so two CPUs handed the same frames
-//! would see each other's writes), then freed.
+//! 16 and 512 pages, single pages through the CPU's page list (more than
+//! it holds, some zeroed, half of them freed and taken again), and a
+//! request combining all options. Every run is written with a pattern
+//! while held (so two CPUs handed the same frames would see each other's
+//! writes), then freed.
 
 use strata::{PageAllocation, PageRequest, PhysAddr, PAGE_SIZE};
 
@@ -181,6 +183,44 @@ pub fn run<M: Machine>(ctx: &Ctx<'_, M>) -> TestResult {
         run.check()?;
         runs += 1;
     }
+
+    // Single pages: the CPU's page list, refilled and flushed in batches
+    // while the other CPUs do the same. 96 held at once (more than a list
+    // holds), every third zeroed, half freed and taken again.
+    const SINGLES: usize = 96;
+    let mut singles: [Option<Run<'_, M>>; SINGLES] = [const { None }; SINGLES];
+    for round in 0..3 {
+        for (i, slot) in singles.iter_mut().enumerate() {
+            if round > 0 && i % 2 == 0 {
+                continue;
+            }
+            let zeroed = i % 3 == 0;
+            let request = if zeroed {
+                PageRequest::new(1).zeroed()
+            } else {
+                PageRequest::new(1)
+            };
+            // Dropping the old run frees its page onto this CPU's list.
+            *slot = None;
+            let mut run = Run::new(ctx, request, 1, next_seed(), "single")?;
+            if zeroed {
+                if let Some(index) = run.first_nonzero() {
+                    fail!(
+                        "zeroed page at {:#x}: data at byte {}",
+                        run.phys(),
+                        index * 8
+                    );
+                }
+            }
+            run.fill();
+            *slot = Some(run);
+            runs += 1;
+        }
+        for run in singles.iter().flatten() {
+            run.check()?;
+        }
+    }
+    drop(singles);
 
     let limit = ctx.config.page_limits.last().copied().unwrap_or(u64::MAX);
     let request = PageRequest::new(5)
