@@ -59,8 +59,11 @@
 //! run in place, an assembled run) merges all of them first. At most one
 //! block per order is parked, 8 MiB in all, plus the last freed run whose
 //! length is not a power of two (under 4 MiB), which the next request of
-//! any length takes first: whole, its head, or grown in place into the
-//! free pages after it.
+//! any length takes first: whole, its head (the rest stays parked), or
+//! grown in place into the free pages after it. A run freed right before
+//! or after the parked run joins it, so a kernel that allocates and frees
+//! runs of varying sizes one at a time works on one extent, without a list
+//! operation.
 //!
 //! # Concurrency
 //!
@@ -838,11 +841,15 @@ impl PageHeap {
         }
         head.set_tag(kind::UNUSED, 0);
         if !n.is_power_of_two() && n < 1 << PARK_MAX_ORDER {
+            lists.free_pages += n;
+            if let Some(merged) = self.beside_parked_run(lists, run, n) {
+                lists.parked_run = merged;
+                return;
+            }
             let old = core::mem::replace(
                 &mut lists.parked_run,
                 (run.region.id(run.index).0, n as u32),
             );
-            lists.free_pages += n;
             if old.0 != NIL {
                 self.unpark_run(lists, old);
             }
@@ -883,11 +890,34 @@ impl PageHeap {
         Self::claim_free(lists, region, index, index + n).then_some((region, index))
     }
 
+    /// The parked run and the freed run `run` of `n` pages as one, if they
+    /// touch (in one region) and the whole stays below the parking limit.
+    fn beside_parked_run(&self, lists: &Lists, run: Run<'_>, n: u64) -> Option<(u32, u32)> {
+        let (id, len) = lists.parked_run;
+        if id == NIL {
+            return None;
+        }
+        let (region, index) = self.by_id(PageId(id));
+        let len = len as u64;
+        if region.index != run.region.index || len + n >= 1 << PARK_MAX_ORDER {
+            return None;
+        }
+        if run.index + n == index {
+            Some((run.region.id(run.index).0, (len + n) as u32))
+        } else if index + len == run.index {
+            Some((id, (len + n) as u32))
+        } else {
+            None
+        }
+    }
+
     /// Takes `n` pages at the parked run, if it starts aligned to
     /// `2^align_order` pages: all of it if it is exactly `n` long, its first
-    /// `n` pages if longer (the rest goes back), or the run grown in place
-    /// if the pages after it are free. A kernel that frees and allocates
-    /// page runs of varying sizes in turn then reuses one place.
+    /// `n` pages if longer (the rest stays parked), or the run grown in
+    /// place if the pages after it are free. A run freed next to the parked
+    /// rest joins it again (see `free`), so a kernel that frees and
+    /// allocates page runs of varying sizes in turn reuses one place
+    /// without touching the free lists.
     fn take_parked_run(
         &self,
         lists: &mut Lists,
@@ -905,10 +935,14 @@ impl PageHeap {
         {
             return None;
         }
-        lists.parked_run = (NIL, 0);
-        lists.free_pages -= len;
         if len > n {
-            Self::free_range(lists, region, index + n, len - n);
+            // The rest stays parked; its first page is an interior page of
+            // the run freed there, so it is already tagged `UNUSED`.
+            lists.parked_run = (region.id(index + n).0, (len - n) as u32);
+            lists.free_pages -= n;
+        } else {
+            lists.parked_run = (NIL, 0);
+            lists.free_pages -= len;
         }
         Some((region, index))
     }
@@ -1285,6 +1319,48 @@ mod tests {
         let all = heap.alloc(irq(), largest, 0, None, kind::RUN);
         assert!(all.is_some(), "parked blocks were not merged back");
         heap.free(irq(), all.unwrap(), largest);
+        heap.check(irq());
+        assert_eq!(heap.stats(irq()).free_pages, start);
+    }
+
+    #[test]
+    fn runs_of_varying_sizes_reuse_one_parked_extent() {
+        let mut a = Arena::new(2048);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        unsafe { heap.add_region(irq(), a.range(0, 2048)) }.unwrap();
+        let start = heap.stats(irq()).free_pages;
+        let first = heap.alloc(irq(), 300, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), first, 300);
+        let lists = heap.stats(irq()).free_blocks;
+        // Shorter runs take the head of the parked extent; freed, each joins
+        // the rest again: the free lists are never touched.
+        for n in [200u64, 299, 7, 150, 300, 3] {
+            let run = heap.alloc(irq(), n, 0, None, kind::RUN).unwrap();
+            assert_eq!(run.index, first.index, "{n} pages");
+            assert_eq!(heap.stats(irq()).free_pages, start - n);
+            heap.check(irq());
+            heap.free(irq(), run, n);
+            assert_eq!(heap.stats(irq()).free_blocks, lists, "{n} pages");
+            assert_eq!(heap.stats(irq()).free_pages, start);
+            heap.check(irq());
+        }
+        // Two live runs: the second takes the rest of the extent; both
+        // freed (in either order) make it whole again.
+        let a1 = heap.alloc(irq(), 100, 0, None, kind::RUN).unwrap();
+        let a2 = heap.alloc(irq(), 150, 0, None, kind::RUN).unwrap();
+        assert_eq!(a2.index, first.index + 100);
+        heap.free(irq(), a2, 150);
+        heap.free(irq(), a1, 100);
+        heap.check(irq());
+        let whole = heap.alloc(irq(), 300, 0, None, kind::RUN).unwrap();
+        assert_eq!(whole.index, first.index);
+        heap.free(irq(), whole, 300);
+        // Everything merges back for a request that needs all memory.
+        let managed = heap.stats(irq()).managed_pages;
+        let largest = 1u64 << (63 - managed.leading_zeros());
+        let all = heap.alloc(irq(), largest, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), all, largest);
         heap.check(irq());
         assert_eq!(heap.stats(irq()).free_pages, start);
     }
