@@ -412,13 +412,15 @@ impl PageHeap {
         }
     }
 
-    /// The region holding frame `pfn`, without taking the lock.
+    /// The region holding the page at `addr`, and the page's index in it,
+    /// without taking the lock.
     ///
     /// # Time Complexity
     /// O(regions): one comparison per region descriptor.
     #[inline(always)]
-    pub(crate) fn find(&self, pfn: Pfn) -> Option<(Region<'_>, u64)> {
-        self.slot_of(pfn).map(|(i, idx)| (self.region(i), idx))
+    pub(crate) fn find(&self, addr: VirtAddr) -> Option<(Region<'_>, u64)> {
+        self.slot_of_vpn(addr.as_usize() as u64 >> PAGE_SHIFT)
+            .map(|(i, idx)| (self.region(i), idx))
     }
 
     /// The metadata of the page holding `addr`, without taking the lock:
@@ -439,13 +441,6 @@ impl PageHeap {
     pub(crate) fn meta_in_first(&self, addr: VirtAddr) -> Option<&PageMeta> {
         let idx = self.slots[0].index_of(addr.as_usize() as u64 >> PAGE_SHIFT)?;
         Some(self.slots[0].meta_at(idx))
-    }
-
-    /// The published region descriptor holding frame `pfn`, and the
-    /// frame's index in it. Takes no lock.
-    #[inline(always)]
-    fn slot_of(&self, pfn: Pfn) -> Option<(usize, u64)> {
-        self.slot_of_vpn(self.virt(pfn).as_usize() as u64 >> PAGE_SHIFT)
     }
 
     /// The published region descriptor holding virtual page number `vpn`,
@@ -579,7 +574,7 @@ impl PageHeap {
         slot.raw_start.store(raw_start, R);
         slot.raw_end.store(raw_end, R);
         // Last, with Release: a lock-free reader that sees the page count
-        // (`slot_of`) sees the base, the metadata pointer and the zeroed
+        // (`slot_of_vpn`) sees the base, the metadata pointer and the zeroed
         // metadata too.
         slot.pages.store(managed, Ordering::Release);
         lists.heads[index] = [NIL; ORDERS];
@@ -635,8 +630,7 @@ impl PageHeap {
     pub(crate) fn free_singles(&self, irq: IrqOff<'_>, pages: &[VirtAddr]) {
         let mut lists = self.lock(irq);
         for &page in pages {
-            let pfn = self.offset().to_phys(page).pfn();
-            let Some((region, index)) = self.find(pfn) else {
+            let Some((region, index)) = self.find(page) else {
                 unreachable!("strata: cached page {page} is outside every region");
             };
             self.free_locked(&mut lists, Run { region, index }, 1);

@@ -425,42 +425,8 @@ impl CpuCache {
         true
     }
 
-    /// Refills the empty page list with half a list of single pages from
-    /// the page heap and pops one. Caller holds the claim.
-    pub(crate) fn refill_pages(&self, irq: IrqOff<'_>, pages: &PageHeap) -> Option<VirtAddr> {
-        let st = self.stack_at(PAGE_STACK);
-        debug_assert_eq!(st.len(), 0);
-        // SAFETY: the first cap/2 slots are valid and exclusively ours.
-        let slots = unsafe { core::slice::from_raw_parts_mut(st.bottom, st.cap() / 2) };
-        let got = pages.alloc_singles(irq, slots);
-        add(&self.refills, 1);
-        add(&self.refilled, got as u64);
-        if got == 0 {
-            return None;
-        }
-        st.set_len(got - 1);
-        add(&self.pops, 1);
-        Some(slots[got - 1])
-    }
-
-    /// Gives the top half of the full page list back to the page heap, then
-    /// pushes `page`. Caller holds the claim.
-    pub(crate) fn flush_pages_and_push(&self, irq: IrqOff<'_>, pages: &PageHeap, page: VirtAddr) {
-        let st = self.stack_at(PAGE_STACK);
-        let cap = st.cap();
-        let keep = cap / 2;
-        // SAFETY: slots keep..cap hold pages; exclusive through the claim.
-        let batch = unsafe { core::slice::from_raw_parts(st.bottom.add(keep), cap - keep) };
-        pages.free_singles(irq, batch);
-        add(&self.flushes, 1);
-        add(&self.flushed, batch.len() as u64);
-        // SAFETY: keep < cap.
-        unsafe { st.bottom.add(keep).write(page) };
-        st.set_len(keep + 1);
-    }
-
-    /// Refills an empty stack with one batch (half the stack) and pops one
-    /// object. Caller holds the claim.
+    /// Refills an empty stack with one batch (half the stack) from its
+    /// central list and pops one object. Caller holds the claim.
     pub(crate) fn refill(
         &self,
         irq: IrqOff<'_>,
@@ -469,20 +435,15 @@ impl CpuCache {
         class: SizeClass,
         poison: bool,
     ) -> Option<VirtAddr> {
-        let st = self.stack(class);
-        debug_assert_eq!(st.len(), 0);
-        // SAFETY: the first cap/2 slots are valid and exclusively ours (the
-        // claim); VirtAddr is a plain integer, any bits valid.
-        let slots = unsafe { core::slice::from_raw_parts_mut(st.bottom, st.cap() / 2) };
-        let got = central.take(irq, pages, class, slots, poison);
-        add(&self.refills, 1);
-        add(&self.refilled, got as u64);
-        if got == 0 {
-            return None;
-        }
-        st.set_len(got - 1);
-        add(&self.pops, 1);
-        Some(slots[got - 1])
+        self.refill_at(class.index(), |slots| {
+            central.take(irq, pages, class, slots, poison)
+        })
+    }
+
+    /// Refills the empty page list with half a list of single pages from
+    /// the page heap and pops one. Caller holds the claim.
+    pub(crate) fn refill_pages(&self, irq: IrqOff<'_>, pages: &PageHeap) -> Option<VirtAddr> {
+        self.refill_at(PAGE_STACK, |slots| pages.alloc_singles(irq, slots))
     }
 
     /// Flushes the top half of a full stack to the central list, then
@@ -495,12 +456,52 @@ impl CpuCache {
         class: SizeClass,
         obj: VirtAddr,
     ) {
-        let st = self.stack(class);
+        self.flush_at(class.index(), obj, |batch| {
+            central.give(irq, pages, class, batch)
+        })
+    }
+
+    /// Gives the top half of the full page list back to the page heap, then
+    /// pushes `page`. Caller holds the claim.
+    pub(crate) fn flush_pages_and_push(&self, irq: IrqOff<'_>, pages: &PageHeap, page: VirtAddr) {
+        self.flush_at(PAGE_STACK, page, |batch| pages.free_singles(irq, batch))
+    }
+
+    /// Gives every cached object and page back. Caller holds the claim.
+    pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
+        for (i, central) in centrals.iter().enumerate() {
+            self.drain_at(i, |objs| central.give(irq, pages, SizeClass::new(i), objs));
+        }
+        self.drain_at(PAGE_STACK, |objs| pages.free_singles(irq, objs));
+    }
+
+    /// Refills empty stack `i` with half a stack from `take` (which fills
+    /// the slots it is given and returns how many) and pops one.
+    fn refill_at(&self, i: usize, take: impl FnOnce(&mut [VirtAddr]) -> usize) -> Option<VirtAddr> {
+        let st = self.stack_at(i);
+        debug_assert_eq!(st.len(), 0);
+        // SAFETY: the first cap/2 slots are valid and exclusively ours (the
+        // claim); VirtAddr is a plain integer, any bits valid.
+        let slots = unsafe { core::slice::from_raw_parts_mut(st.bottom, st.cap() / 2) };
+        let got = take(slots);
+        add(&self.refills, 1);
+        add(&self.refilled, got as u64);
+        if got == 0 {
+            return None;
+        }
+        st.set_len(got - 1);
+        add(&self.pops, 1);
+        Some(slots[got - 1])
+    }
+
+    /// Hands the top half of full stack `i` to `give`, then pushes `obj`.
+    fn flush_at(&self, i: usize, obj: VirtAddr, give: impl FnOnce(&[VirtAddr])) {
+        let st = self.stack_at(i);
         let cap = st.cap();
         let keep = cap / 2;
         // SAFETY: slots keep..cap hold objects; exclusive through the claim.
         let batch = unsafe { core::slice::from_raw_parts(st.bottom.add(keep), cap - keep) };
-        central.give(irq, pages, class, batch);
+        give(batch);
         add(&self.flushes, 1);
         add(&self.flushed, batch.len() as u64);
         // SAFETY: keep < cap.
@@ -508,30 +509,18 @@ impl CpuCache {
         st.set_len(keep + 1);
     }
 
-    /// Gives every cached object back. Caller holds the claim.
-    pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
-        for (i, central) in centrals.iter().enumerate() {
-            let st = self.stack(SizeClass::new(i));
-            let n = st.len();
-            if n == 0 {
-                continue;
-            }
-            // SAFETY: slots 0..n hold objects; exclusive through the claim.
-            let objs = unsafe { core::slice::from_raw_parts(st.bottom, n) };
-            central.give(irq, pages, SizeClass::new(i), objs);
-            st.set_len(0);
-            add(&self.flushes, 1);
-            add(&self.flushed, n as u64);
-        }
-        let st = self.stack_at(PAGE_STACK);
+    /// Hands everything on stack `i` to `give` and empties it.
+    fn drain_at(&self, i: usize, give: impl FnOnce(&[VirtAddr])) {
+        let st = self.stack_at(i);
         let n = st.len();
-        if n > 0 {
-            // SAFETY: slots 0..n hold pages; exclusive through the claim.
-            pages.free_singles(irq, unsafe { core::slice::from_raw_parts(st.bottom, n) });
-            st.set_len(0);
-            add(&self.flushes, 1);
-            add(&self.flushed, n as u64);
+        if n == 0 {
+            return;
         }
+        // SAFETY: slots 0..n hold objects; exclusive through the claim.
+        give(unsafe { core::slice::from_raw_parts(st.bottom, n) });
+        st.set_len(0);
+        add(&self.flushes, 1);
+        add(&self.flushed, n as u64);
     }
 
     /// Whether `obj` is on the stack of `class`. Caller holds the claim.

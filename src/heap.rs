@@ -792,7 +792,7 @@ impl<P: Platform> Heap<P> {
 
     /// The run starting at `addr`, checked to be a live run of `n` pages.
     fn find_run(&self, addr: VirtAddr, n: u64) -> Result<Run<'_>, BadFree> {
-        match self.pages.find(self.pages.offset().to_phys(addr).pfn()) {
+        match self.pages.find(addr) {
             None => Err(BadFree::Foreign),
             Some((region, index)) => {
                 let m = region.meta(index);

@@ -320,8 +320,7 @@ impl<'a> Span<'a> {
         class: SizeClass,
     ) -> Result<(Span<'a>, u16), BadFree> {
         let offset = pages.offset();
-        let phys = offset.to_phys(addr);
-        let Some((region, index)) = pages.find(phys.pfn()) else {
+        let Some((region, index)) = pages.find(addr) else {
             return Err(BadFree::Foreign);
         };
         let m = region.meta(index);

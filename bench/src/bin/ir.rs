@@ -65,8 +65,8 @@ impl Visit for Run<'_> {
 /// through non-inlined calls, on strata over a fresh region.
 #[cfg(feature = "strata")]
 fn page_pairs(n: usize) {
-    use strata::{Heap, PageRequest, PhysAddr, PhysRange};
-    use strata_bench::contenders::HostCpus;
+    use strata::{Heap, PageRequest};
+    use strata_bench::contenders::{HostCpus, StrataHeap};
 
     #[inline(never)]
     fn pairs(heap: &Heap<HostCpus>, n: usize) {
@@ -81,14 +81,11 @@ fn page_pairs(n: usize) {
     }
 
     let region = Region::new(REGION);
-    let (base, end) = region.range();
-    let heap = Box::new(Heap::<HostCpus>::new());
-    let range = PhysRange::new(PhysAddr::new(base as u64), PhysAddr::new(end as u64));
-    // SAFETY: the region is fresh, used by nothing else, identity-mapped,
-    // and dropped after the heap.
-    unsafe { heap.init(0, 4, &[range]) }.expect("strata: Heap::init failed");
-    pairs(&heap, WARM_UP);
-    pairs(&heap, black_box(n));
+    // SAFETY: the region is fresh, used by nothing else, and dropped after
+    // the heap.
+    let heap = unsafe { StrataHeap::<HostCpus>::create(Some(&region)) };
+    pairs(heap.heap(), WARM_UP);
+    pairs(heap.heap(), black_box(n));
     drop(heap);
     drop(region);
 }

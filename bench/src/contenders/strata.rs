@@ -166,6 +166,14 @@ mod imp {
     /// `strata::Heap<P>` managing one region, identity-mapped (offset 0).
     pub struct StrataHeap<P: HostPlatform>(Heap<P>);
 
+    impl<P: HostPlatform> StrataHeap<P> {
+        /// The heap itself, for what `GlobalAlloc` does not reach (the page
+        /// API).
+        pub fn heap(&self) -> &Heap<P> {
+            &self.0
+        }
+    }
+
     // SAFETY: forwards to `Heap`'s `GlobalAlloc` impl.
     unsafe impl<P: HostPlatform> GlobalAlloc for StrataHeap<P> {
         #[inline]
