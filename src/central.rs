@@ -31,8 +31,8 @@ use crate::addr::VirtAddr;
 use crate::buddy::{kind, PageHeap, PageId};
 use crate::debug;
 use crate::platform::IrqOff;
-use crate::size_class::SizeClass;
-use crate::span::Span;
+use crate::size_class::{ClassInfo, SizeClass};
+use crate::span::{self, OpenSpan, Span};
 use core::sync::atomic::Ordering;
 use spin::mutex::SpinMutex;
 
@@ -106,7 +106,8 @@ impl CentralList {
         poison: bool,
     ) -> usize {
         let offset = pages.offset();
-        let order = class.info().span_order as u32;
+        let info = class.info();
+        let order = info.span_order as u32;
         let mut l = self.lists.lock();
         let mut n = 0;
         while n < out.len() {
@@ -116,7 +117,7 @@ impl CentralList {
                 };
                 let span = Span::init(run, class);
                 if poison {
-                    let bytes = class.info().span_bytes();
+                    let bytes = info.span_bytes();
                     // SAFETY: the span's pages are fresh from the page heap
                     // and hold no object yet.
                     unsafe { debug::fill(span.base(offset), bytes, debug::POISON_FREE) };
@@ -132,16 +133,8 @@ impl CentralList {
             if span.inuse() == 0 {
                 l.empty -= 1;
             }
-            while n < out.len() {
-                match span.pop(offset) {
-                    Some(obj) => {
-                        out[n] = obj;
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
-            if span.is_full() {
+            n += span.pop_into(offset, info, &mut out[n..]);
+            if span.inuse() == info.objects {
                 Self::unlink(&mut l, pages, span);
             }
         }
@@ -150,10 +143,16 @@ impl CentralList {
     }
 
     /// Returns objects of `class` to their spans. Each was validated as an
-    /// object of this class when it was freed.
+    /// object of this class when it was freed; it is checked again here,
+    /// against the span it lands in.
+    ///
+    /// A run of objects in one span (a batch freed in address order, or
+    /// its reverse, is made of such runs) costs one span lookup and one
+    /// head update; each object in it costs a range test and a link.
     ///
     /// # Time Complexity
-    /// O(objs.len() × regions), plus one page heap free per span released.
+    /// O(objs.len() + runs × regions), plus one page heap free per span
+    /// released.
     pub(crate) fn give(
         &self,
         irq: IrqOff<'_>,
@@ -162,31 +161,79 @@ impl CentralList {
         objs: &[VirtAddr],
     ) {
         let offset = pages.offset();
+        let info = class.info();
         let keep = reserve(class);
         let mut l = self.lists.lock();
-        for &obj in objs {
+        let mut i = 0;
+        while let Some(&obj) = objs.get(i) {
             let (span, index) = match Span::locate(pages, obj, class) {
                 Ok(found) => found,
-                Err(why) => panic!("strata: cached object {obj} is no longer valid: {why:?}"),
+                Err(why) => span::no_longer_valid(obj, why),
             };
-            let was_full = span.is_full();
-            span.push(offset, index);
-            if was_full {
-                Self::link_front(&mut l, pages, span);
+            let mut open = OpenSpan::open(span, offset, info);
+            open.push(info, obj, index);
+            i += 1;
+            // The objects after it that lie in the same span.
+            while let Some(&obj) = objs.get(i) {
+                let Some(index) = open.index_of(info, obj) else {
+                    break;
+                };
+                open.push(info, obj, index);
+                i += 1;
             }
-            if span.inuse() == 0 {
-                Self::unlink(&mut l, pages, span);
-                if l.empty < keep {
-                    span.reset();
-                    l.empty += 1;
-                    Self::link_back(&mut l, pages, span);
-                } else {
-                    l.spans -= 1;
-                    pages.free(irq, span.retire(), 1 << class.info().span_order);
-                }
-            }
+            Self::returned(&mut l, irq, pages, info, open, keep);
         }
         l.out -= objs.len() as u64;
+    }
+
+    /// Closes a span that took objects back and, if it was full or is
+    /// now empty, moves it between lists (see [`relist`](Self::relist)).
+    #[inline(always)]
+    fn returned(
+        l: &mut Lists,
+        irq: IrqOff<'_>,
+        pages: &PageHeap,
+        info: &ClassInfo,
+        open: OpenSpan<'_>,
+        keep: u32,
+    ) {
+        let (id, was_full) = (open.id, open.was_full);
+        let empty = open.close() == 0;
+        if was_full || empty {
+            Self::relist(l, irq, pages, info, id, was_full, empty, keep);
+        }
+    }
+
+    /// Moves a span that got objects back: to the front if it was full, to
+    /// the reserve or back to the page heap if it is now empty.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn relist(
+        l: &mut Lists,
+        irq: IrqOff<'_>,
+        pages: &PageHeap,
+        info: &ClassInfo,
+        id: PageId,
+        was_full: bool,
+        empty: bool,
+        keep: u32,
+    ) {
+        let (region, index) = pages.by_id(id);
+        let span = Span { region, index };
+        if was_full {
+            Self::link_front(l, pages, span);
+        }
+        if empty {
+            Self::unlink(l, pages, span);
+            if l.empty < keep {
+                span.reset();
+                l.empty += 1;
+                Self::link_back(l, pages, span);
+            } else {
+                l.spans -= 1;
+                pages.free(irq, span.retire(), 1 << info.span_order);
+            }
+        }
     }
 
     /// Gives every empty span back to the page heap. Returns the pages freed.

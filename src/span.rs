@@ -215,58 +215,47 @@ impl<'a> Span<'a> {
         self.head().inuse.load(R)
     }
 
-    /// Whether every object is out.
-    #[inline(always)]
-    pub(crate) fn is_full(&self) -> bool {
-        let info = self.class().info();
-        self.inuse() == info.objects
-    }
-
-    /// Takes one object, if any is left.
+    /// Moves up to `out.len()` objects into `out`: first the free list,
+    /// then never-carved objects. Returns how many (0 when the span is
+    /// full). The head's counters are read once and written once.
+    ///
+    /// # Time Complexity
+    /// O(out.len()).
     #[inline]
-    pub(crate) fn pop(&self, offset: PhysOffset) -> Option<VirtAddr> {
+    pub(crate) fn pop_into(
+        &self,
+        offset: PhysOffset,
+        info: &ClassInfo,
+        out: &mut [VirtAddr],
+    ) -> usize {
         let head = self.head();
-        let info = self.class().info();
         let base = self.base(offset);
-        let free = head.free.load(R);
-        let index = if free != NIL16 {
-            let obj = base.add(free as usize * info.size as usize);
-            // SAFETY: `free` is a checked index of a free object of this span:
-            // span memory is mapped and owned by the heap while the object
-            // is free, and objects are at least 8-byte aligned.
+        let size = info.size as usize;
+        let mut free = head.free.load(R);
+        let mut n = 0;
+        while free != NIL16 && n < out.len() {
+            let obj = base.add(free as usize * size);
+            // SAFETY: `free` is a checked index of a free object of this
+            // span: span memory is mapped and owned by the heap while the
+            // object is free, and objects are at least 8-byte aligned.
             let next = unsafe { obj.as_mut_ptr::<u16>().read() };
             if next != NIL16 && next >= info.objects {
                 corrupted_free_list(base, info.size, obj, next);
             }
-            head.free.store(next, R);
-            free
-        } else {
-            let carved = head.carved.load(R);
-            if carved == info.objects {
-                return None;
-            }
-            head.carved.store(carved + 1, R);
-            carved
-        };
-        head.inuse.store(head.inuse.load(R) + 1, R);
-        Some(base.add(index as usize * info.size as usize))
-    }
-
-    /// Returns object `index` (already validated by [`locate`]).
-    #[inline]
-    pub(crate) fn push(&self, offset: PhysOffset, index: u16) {
-        let head = self.head();
-        let info = self.class().info();
-        if index >= head.carved.load(R) || head.inuse.load(R) == 0 {
-            let obj = self.base(offset).add(index as usize * info.size as usize);
-            never_allocated(obj, info.size);
+            out[n] = obj;
+            n += 1;
+            free = next;
         }
-        let obj = self.base(offset).add(index as usize * info.size as usize);
-        // SAFETY: the object belongs to this span and was just returned, so
-        // the heap owns its bytes; see `pop` for alignment.
-        unsafe { obj.as_mut_ptr::<u16>().write(head.free.load(R)) };
-        head.free.store(index, R);
-        head.inuse.store(head.inuse.load(R) - 1, R);
+        let carved = head.carved.load(R);
+        let fresh = (out.len() - n).min((info.objects - carved) as usize);
+        for (k, slot) in out[n..n + fresh].iter_mut().enumerate() {
+            *slot = base.add((carved as usize + k) * size);
+        }
+        n += fresh;
+        head.free.store(free, R);
+        head.carved.store(carved + fresh as u16, R);
+        head.inuse.store(head.inuse.load(R) + n as u16, R);
+        n
     }
 
     /// Whether object `index` is free: never carved, or on the free list.
@@ -406,6 +395,82 @@ impl<'a> Span<'a> {
     }
 }
 
+/// A span taking objects back: its head's free list and counters held in
+/// registers while a run of its objects returns, written back once by
+/// [`close`](Self::close). A batch flushed from a CPU cache in the order
+/// its objects were freed holds runs of neighbours, so a run costs one
+/// lookup and one head update, not one per object.
+pub(crate) struct OpenSpan<'a> {
+    /// The span's first page.
+    pub(crate) id: PageId,
+    head: &'a PageMeta,
+    base: usize,
+    carved: u16,
+    free: u16,
+    inuse: u16,
+    /// Every object was out when the span was opened.
+    pub(crate) was_full: bool,
+}
+
+impl<'a> OpenSpan<'a> {
+    /// Opens `span` (of class `info`) to take objects back.
+    #[inline]
+    pub(crate) fn open(span: Span<'a>, offset: PhysOffset, info: &ClassInfo) -> Self {
+        let head = span.head();
+        let inuse = head.inuse.load(R);
+        OpenSpan {
+            id: span.id(),
+            head,
+            base: span.base(offset).as_usize(),
+            carved: head.carved.load(R),
+            free: head.free.load(R),
+            inuse,
+            was_full: inuse == info.objects,
+        }
+    }
+
+    /// The index of `obj` if it lies in this span's pages; `None` if it
+    /// lies elsewhere. An address in the span that is not an object
+    /// boundary panics: it was checked when it was freed, so the CPU
+    /// cache that held it was overwritten.
+    #[inline]
+    pub(crate) fn index_of(&self, info: &ClassInfo, obj: VirtAddr) -> Option<u16> {
+        let off = obj.as_usize().wrapping_sub(self.base);
+        if off >= info.span_bytes() {
+            return None;
+        }
+        let i = info.index_of(off);
+        if i * info.size as usize != off || i >= info.objects as usize {
+            let object =
+                VirtAddr::new(self.base + i.min(info.objects as usize - 1) * info.size as usize);
+            no_longer_valid(obj, BadFree::Misaligned { object });
+        }
+        Some(i as u16)
+    }
+
+    /// Returns object `index` (at `obj`) to the span's free list.
+    #[inline]
+    pub(crate) fn push(&mut self, info: &ClassInfo, obj: VirtAddr, index: u16) {
+        if index >= self.carved || self.inuse == 0 {
+            never_allocated(obj, info.size);
+        }
+        // SAFETY: the object belongs to this span and was just returned, so
+        // the heap owns its bytes; see `pop_into` for alignment.
+        unsafe { obj.as_mut_ptr::<u16>().write(self.free) };
+        self.free = index;
+        self.inuse -= 1;
+    }
+
+    /// Writes the free list and counters back. Returns the objects still
+    /// out of the span.
+    #[inline]
+    pub(crate) fn close(self) -> u16 {
+        self.head.free.store(self.free, R);
+        self.head.inuse.store(self.inuse, R);
+        self.inuse
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn corrupted_free_list(span: VirtAddr, size: u32, obj: VirtAddr, link: u16) -> ! {
@@ -413,6 +478,14 @@ fn corrupted_free_list(span: VirtAddr, size: u32, obj: VirtAddr, link: u16) -> !
         "strata: free list of the span at {span} ({size}-byte objects) is corrupted: \
          free object {obj} links to object {link}, past the span (written after free?)"
     )
+}
+
+/// A pointer that was checked when it was freed fails the check when its
+/// CPU cache gives it back: the cache's memory was overwritten.
+#[cold]
+#[inline(never)]
+pub(crate) fn no_longer_valid(obj: VirtAddr, why: BadFree) -> ! {
+    panic!("strata: cached object {obj} is no longer valid: {why:?}")
 }
 
 #[cold]

@@ -109,6 +109,91 @@ fn small_heavy_sequence_through_caches() {
     assert_eq!(heap.stats().free_pages(), start);
 }
 
+/// Objects flushed from a CPU cache go back to their spans in runs of
+/// neighbours and one by one, interleaved across spans: every span's free
+/// list and count must come out right (no object handed out twice, every
+/// page back at the end).
+#[test]
+fn objects_return_to_their_spans_in_runs_and_singly() {
+    let arena = Arena::new(16 * MIB);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let start = heap.stats().free_pages();
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let alloc = || {
+        // SAFETY: non-zero size.
+        let p = unsafe { heap.alloc(layout) };
+        assert!(!p.is_null());
+        p as usize
+    };
+    let mut by_page: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for _ in 0..12 * 64 {
+        let p = alloc();
+        by_page.entry(p & !(PAGE_SIZE - 1)).or_default().push(p);
+    }
+    // One object per page stays live, so no span empties and every freed
+    // object must come back from the same spans.
+    let mut pins = Vec::new();
+    let mut pages: Vec<Vec<usize>> = Vec::new();
+    for mut objs in by_page.into_values() {
+        objs.sort_unstable();
+        pins.push(objs.pop().unwrap());
+        pages.push(objs);
+    }
+    assert!(
+        pages.len() >= 12,
+        "64-byte objects should fill at least 12 pages"
+    );
+    let mut order = Vec::new();
+    let mut rng = Rng(7);
+    for (i, objs) in pages.iter().enumerate() {
+        match i % 4 {
+            0 => order.extend(objs.iter().copied()),
+            1 => order.extend(objs.iter().rev().copied()),
+            _ => {}
+        }
+    }
+    // Pages 2 and 3 (mod 4) alternate object by object, then a random order.
+    for pair in pages.chunks(4).filter(|c| c.len() == 4) {
+        for (a, b) in pair[2].iter().zip(&pair[3]) {
+            order.push(*a);
+            order.push(*b);
+        }
+    }
+    let mut rest: Vec<usize> = pages
+        .chunks(4)
+        .filter(|c| c.len() < 4)
+        .flat_map(|c| c.iter().skip(2).flatten().copied())
+        .collect();
+    for i in (1..rest.len()).rev() {
+        rest.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order.extend(rest);
+    let freed = order.len();
+    for p in order {
+        // SAFETY: p is live with this layout.
+        unsafe { heap.dealloc(p as *mut u8, layout) };
+    }
+    heap.drain_cpu(0);
+    let s = heap.stats();
+    assert_eq!(s.small_objects_in_use(), pins.len() as u64, "{s}");
+    // Allocate as many again: none may repeat a pin or another new one.
+    let mut seen: std::collections::HashSet<usize> = pins.iter().copied().collect();
+    let again: Vec<usize> = (0..freed).map(|_| alloc()).collect();
+    for &p in &again {
+        assert!(seen.insert(p), "{p:#x} handed out twice");
+        assert!(arena.contains(p, 64));
+    }
+    for p in again.into_iter().chain(pins) {
+        // SAFETY: p is live with this layout.
+        unsafe { heap.dealloc(p as *mut u8, layout) };
+    }
+    settle(&heap, 1);
+    let s = heap.stats();
+    assert_eq!(s.free_pages(), start, "pages lost:\n{s}");
+    assert_eq!(s.span_pages(), 0);
+}
+
 #[test]
 fn several_regions_with_holes_and_unaligned_edges() {
     let arena = Arena::new(32 * MIB);
