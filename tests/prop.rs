@@ -390,15 +390,22 @@ fn check_and_free(heap: &Heap<OpCpu>, Sent(p, layout): Sent) {
 /// path), each allocating small and large blocks, freeing most of its own
 /// and sending every third to the next thread to free. Sized for Miri,
 /// whose data-race detector then checks the cache claims and the locks.
+///
+/// At most `IN_FLIGHT` blocks wait in each channel (a sender whose channel
+/// is full frees what it has received meanwhile), so the live set does not
+/// depend on how the threads happen to be scheduled.
 #[test]
 fn threads_free_each_others_blocks_and_every_page_returns() {
     const THREADS: usize = 3;
+    const IN_FLIGHT: usize = 64;
     let rounds = if cfg!(miri) { 6 } else { 3000 };
     let arena = Arena::new(8 << 20);
     let heap = heap_over(&arena, 2);
     let start_free = heap.stats().free_pages();
     let heap = &*heap;
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Sent>()).unzip();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| mpsc::sync_channel::<Sent>(IN_FLIGHT))
+        .unzip();
     std::thread::scope(|s| {
         for (t, rx) in rxs.into_iter().enumerate() {
             let tx = txs[(t + 1) % THREADS].clone();
@@ -425,7 +432,17 @@ fn threads_free_each_others_blocks_and_every_page_returns() {
                             p.add(size - 1).write(!tag);
                         }
                         if i % 3 == 0 {
-                            tx.send(Sent(p, layout)).unwrap();
+                            let mut sent = Sent(p, layout);
+                            while let Err(full) = tx.try_send(sent) {
+                                let mpsc::TrySendError::Full(back) = full else {
+                                    unreachable!("receivers outlive their senders")
+                                };
+                                sent = back;
+                                while let Ok(b) = rx.try_recv() {
+                                    check_and_free(heap, b);
+                                }
+                                std::thread::yield_now();
+                            }
                         } else {
                             own.push(Sent(p, layout));
                         }
