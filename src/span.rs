@@ -258,6 +258,25 @@ impl<'a> Span<'a> {
         n
     }
 
+    /// Returns object `index` (at `obj`, found by [`locate`](Self::locate))
+    /// to the span's free list. Returns whether every object was out before
+    /// (the span was full) and whether none is now (it is empty), the two
+    /// cases in which the central list moves the span.
+    #[inline]
+    pub(crate) fn push(&self, info: &ClassInfo, obj: VirtAddr, index: u16) -> (bool, bool) {
+        let head = self.head();
+        let inuse = head.inuse.load(R);
+        if index >= head.carved.load(R) || inuse == 0 {
+            never_allocated(obj, info.size);
+        }
+        // SAFETY: the object belongs to this span and was just returned, so
+        // the heap owns its bytes; see `pop_into` for alignment.
+        unsafe { obj.as_mut_ptr::<u16>().write(head.free.load(R)) };
+        head.free.store(index, R);
+        head.inuse.store(inuse - 1, R);
+        (inuse == info.objects, inuse == 1)
+    }
+
     /// Whether object `index` is free: never carved, or on the free list.
     ///
     /// # Time Complexity
@@ -392,82 +411,6 @@ impl<'a> Span<'a> {
             kind::RUN | kind::INTERNAL => BadFree::IsRun,
             _ => BadFree::NotAllocated,
         }
-    }
-}
-
-/// A span taking objects back: its head's free list and counters held in
-/// registers while a run of its objects returns, written back once by
-/// [`close`](Self::close). A batch flushed from a CPU cache in the order
-/// its objects were freed holds runs of neighbours, so a run costs one
-/// lookup and one head update, not one per object.
-pub(crate) struct OpenSpan<'a> {
-    /// The span's first page.
-    pub(crate) id: PageId,
-    head: &'a PageMeta,
-    base: usize,
-    carved: u16,
-    free: u16,
-    inuse: u16,
-    /// Every object was out when the span was opened.
-    pub(crate) was_full: bool,
-}
-
-impl<'a> OpenSpan<'a> {
-    /// Opens `span` (of class `info`) to take objects back.
-    #[inline]
-    pub(crate) fn open(span: Span<'a>, offset: PhysOffset, info: &ClassInfo) -> Self {
-        let head = span.head();
-        let inuse = head.inuse.load(R);
-        OpenSpan {
-            id: span.id(),
-            head,
-            base: span.base(offset).as_usize(),
-            carved: head.carved.load(R),
-            free: head.free.load(R),
-            inuse,
-            was_full: inuse == info.objects,
-        }
-    }
-
-    /// The index of `obj` if it lies in this span's pages; `None` if it
-    /// lies elsewhere. An address in the span that is not an object
-    /// boundary panics: it was checked when it was freed, so the CPU
-    /// cache that held it was overwritten.
-    #[inline]
-    pub(crate) fn index_of(&self, info: &ClassInfo, obj: VirtAddr) -> Option<u16> {
-        let off = obj.as_usize().wrapping_sub(self.base);
-        if off >= info.span_bytes() {
-            return None;
-        }
-        let i = info.index_of(off);
-        if i * info.size as usize != off || i >= info.objects as usize {
-            let object =
-                VirtAddr::new(self.base + i.min(info.objects as usize - 1) * info.size as usize);
-            no_longer_valid(obj, BadFree::Misaligned { object });
-        }
-        Some(i as u16)
-    }
-
-    /// Returns object `index` (at `obj`) to the span's free list.
-    #[inline]
-    pub(crate) fn push(&mut self, info: &ClassInfo, obj: VirtAddr, index: u16) {
-        if index >= self.carved || self.inuse == 0 {
-            never_allocated(obj, info.size);
-        }
-        // SAFETY: the object belongs to this span and was just returned, so
-        // the heap owns its bytes; see `pop_into` for alignment.
-        unsafe { obj.as_mut_ptr::<u16>().write(self.free) };
-        self.free = index;
-        self.inuse -= 1;
-    }
-
-    /// Writes the free list and counters back. Returns the objects still
-    /// out of the span.
-    #[inline]
-    pub(crate) fn close(self) -> u16 {
-        self.head.free.store(self.free, R);
-        self.head.inuse.store(self.inuse, R);
-        self.inuse
     }
 }
 
