@@ -51,6 +51,7 @@ row() {
     table+=$'\n'"$r"
 }
 row "(loop and shims only)" none
+row "(floor: bare per-thread stack, no claim, check or statistics)" floor
 for a in $("$bin" --list); do
     row "$a" "$a"
 done
@@ -65,7 +66,10 @@ out="# Instructions per alloc+free pair (callgrind)
 
 Ir of N = $N warm pairs (align 8) through non-inlined shims, minus a run
 with N = 0 and the same warm-up of 10,000 pairs; divided by N. Each figure includes the loop and the two non-inlined shim
-calls; the first row measures them alone (an allocator that does nothing). \`valgrind --version\`: $(valgrind --version).
+calls; the first row measures them alone (an allocator that does nothing),
+the second a bare per-thread stack of free objects per size class, with
+none of the claim, CPU-id bound, free check or statistics an allocator
+needs (\`baseline::Floor\`). \`valgrind --version\`: $(valgrind --version).
 Produced by \`bench/callgrind.sh\`.
 
 $table"

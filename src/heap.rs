@@ -67,7 +67,11 @@
 //! on a bad free. Going much lower would take per-CPU memory the platform
 //! addresses directly (a `gs:` slot per heap) and interrupt-atomic pops
 //! without a claim (Linux's `this_cpu_cmpxchg`), which need architecture
-//! code that this crate keeps out of its core.
+//! code that this crate keeps out of its core. For scale: the benchmark's
+//! `baseline::Floor`, a bare per-thread stack per class with the same
+//! class table and none of the claim, CPU-id bound, check or statistics,
+//! takes 48 through the same shims, so a 50-instruction pair leaves 2 for
+//! all of those.
 
 use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, Run, CACHED_PAGE, MAX_REGIONS};

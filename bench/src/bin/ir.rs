@@ -6,6 +6,9 @@
 //!
 //! `ir --list` prints the allocator keys; `ir none SIZE N` runs the same
 //! loop around an allocator that does nothing (the harness's share);
+//! `ir floor SIZE N` around a bare per-thread stack per size class with no
+//! claim, check or statistics (`baseline::Floor`, the least a per-CPU-cache
+//! design does);
 //! `ir strata-pages SIZE N` allocates and frees one page through strata's
 //! page API instead (SIZE is ignored).
 
@@ -129,6 +132,14 @@ fn main() {
     if key == "strata-pages" {
         // strata's page API: one page allocated and freed per pair.
         page_pairs(run.n);
+        return;
+    }
+    #[cfg(feature = "strata")]
+    if key == "floor" {
+        // The least a per-CPU-cache design does (see `baseline::Floor`).
+        let a = strata_bench::baseline::Floor;
+        pairs(&a, run.layout, WARM_UP);
+        pairs(&a, run.layout, black_box(n));
         return;
     }
     if key == "none" {
