@@ -13,13 +13,21 @@
 //! ([`take`](CentralList::take), [`give`](CentralList::give)): the lock is
 //! taken once per batch, not once per object.
 //!
+//! # Fallback spans
+//!
+//! A new span has the class's own geometry when the page heap has a free
+//! block of that order; otherwise it gets the class's fallback geometry,
+//! the smallest span that holds one object (see `size_class`). A list may
+//! hold spans of both kinds; each span's tags say which it is.
+//!
 //! # Empty spans
 //!
 //! A span whose last object returns is kept, up to [`reserve`] empty spans
 //! per class, so a workload that oscillates around a span boundary does not
 //! bounce pages to and from the page heap (SLUB's `min_partial`). Beyond
 //! that, and on [`reclaim`](CentralList::reclaim), empty spans go back to
-//! the page heap at once.
+//! the page heap at once. An empty fallback span always goes back, so that
+//! the class returns to its own spans once the heap has larger blocks again.
 //!
 //! # Locking
 //!
@@ -31,7 +39,7 @@ use crate::addr::VirtAddr;
 use crate::buddy::{kind, PageHeap, PageId};
 use crate::debug;
 use crate::platform::IrqOff;
-use crate::size_class::{ClassInfo, SizeClass};
+use crate::size_class::SizeClass;
 use crate::span::{self, Span};
 use core::sync::atomic::Ordering;
 use spin::mutex::SpinMutex;
@@ -53,6 +61,8 @@ struct Lists {
     tail: PageId,
     /// Spans of this class, on the list or full.
     spans: u32,
+    /// Their pages.
+    pages: u64,
     /// Empty spans on the list.
     empty: u32,
     /// Objects out of spans (in CPU caches or with users).
@@ -64,6 +74,9 @@ struct Lists {
 pub struct ClassStats {
     /// Spans of this class.
     pub spans: u32,
+    /// Pages held by those spans (spans made as fallbacks are smaller than
+    /// the class's own).
+    pub span_pages: u64,
     /// Of which empty (kept in reserve).
     pub empty_spans: u32,
     /// Objects out of spans: in CPU caches or in use.
@@ -86,6 +99,7 @@ impl CentralList {
                 head: PageId::NIL,
                 tail: PageId::NIL,
                 spans: 0,
+                pages: 0,
                 empty: 0,
                 out: 0,
             }),
@@ -106,23 +120,21 @@ impl CentralList {
         poison: bool,
     ) -> usize {
         let offset = pages.offset();
-        let info = class.info();
-        let order = info.span_order as u32;
         let mut l = self.lists.lock();
         let mut n = 0;
         while n < out.len() {
             let span = if l.head.is_nil() {
-                let Some(run) = pages.alloc(irq, 1 << order, 0, None, kind::SPAN_HEAD) else {
+                let Some(span) = Self::make_span(irq, pages, class) else {
                     break;
                 };
-                let span = Span::init(run, class);
                 if poison {
-                    let bytes = info.span_bytes();
+                    let bytes = span.info().span_bytes();
                     // SAFETY: the span's pages are fresh from the page heap
                     // and hold no object yet.
                     unsafe { debug::fill(span.base(offset), bytes, debug::POISON_FREE) };
                 }
                 l.spans += 1;
+                l.pages += span.pages();
                 l.empty += 1;
                 Self::link_front(&mut l, pages, span);
                 span
@@ -133,6 +145,7 @@ impl CentralList {
             if span.inuse() == 0 {
                 l.empty -= 1;
             }
+            let info = span.info();
             n += span.pop_into(offset, info, &mut out[n..]);
             if span.inuse() == info.objects {
                 Self::unlink(&mut l, pages, span);
@@ -140,6 +153,21 @@ impl CentralList {
         }
         l.out += n as u64;
         n
+    }
+
+    /// A new empty span of `class` from the page heap: of the class's own
+    /// geometry if a block of its order is free, else of its fallback.
+    fn make_span<'p>(irq: IrqOff<'_>, pages: &'p PageHeap, class: SizeClass) -> Option<Span<'p>> {
+        let own = class.info().span_order;
+        if let Some(run) = pages.alloc(irq, 1 << own, 0, None, kind::SPAN_HEAD) {
+            return Some(Span::init(run, class, false));
+        }
+        let fallback = class.fallback().span_order;
+        if fallback == own {
+            return None;
+        }
+        let run = pages.alloc(irq, 1 << fallback, 0, None, kind::SPAN_HEAD)?;
+        Some(Span::init(run, class, true))
     }
 
     /// Returns objects of `class` to their spans. Each was validated as an
@@ -171,27 +199,48 @@ impl CentralList {
         let keep = reserve(class);
         let mut l = self.lists.lock();
         for &obj in objs {
-            let (span, index) = match Span::locate(pages, obj, class) {
-                Ok(found) => found,
-                Err(why) => span::no_longer_valid(obj, why),
+            let Some((span, index)) = Span::locate_own(pages, obj, class) else {
+                Self::give_other(&mut l, irq, pages, class, obj, keep);
+                continue;
             };
             let (was_full, empty) = span.push(info, obj, index);
             if was_full || empty {
-                Self::relist(&mut l, irq, pages, info, span, was_full, empty, keep);
+                Self::relist(&mut l, irq, pages, span, was_full, empty, keep);
             }
         }
         l.out -= objs.len() as u64;
     }
 
-    /// Moves a span that got objects back: to the front if it was full, to
-    /// the reserve or back to the page heap if it is now empty.
+    /// [`give`](Self::give) of an object that is not in a span of the
+    /// class's own geometry: in a fallback span, or no longer valid.
+    #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
+    fn give_other(
+        l: &mut Lists,
+        irq: IrqOff<'_>,
+        pages: &PageHeap,
+        class: SizeClass,
+        obj: VirtAddr,
+        keep: u32,
+    ) {
+        let (span, index, info) = match Span::locate(pages, obj, class) {
+            Ok(found) => found,
+            Err(why) => span::no_longer_valid(obj, why),
+        };
+        let (was_full, empty) = span.push(info, obj, index);
+        if was_full || empty {
+            Self::relist(l, irq, pages, span, was_full, empty, keep);
+        }
+    }
+
+    /// Moves a span that got objects back: to the front if it was full, to
+    /// the reserve or back to the page heap if it is now empty (a fallback
+    /// span always goes back).
+    #[inline(never)]
     fn relist(
         l: &mut Lists,
         irq: IrqOff<'_>,
         pages: &PageHeap,
-        info: &ClassInfo,
         span: Span<'_>,
         was_full: bool,
         empty: bool,
@@ -202,21 +251,22 @@ impl CentralList {
         }
         if empty {
             Self::unlink(l, pages, span);
-            if l.empty < keep {
+            if l.empty < keep && !span.is_fallback() {
                 span.reset();
                 l.empty += 1;
                 Self::link_back(l, pages, span);
             } else {
+                let n = span.pages();
                 l.spans -= 1;
-                pages.free(irq, span.retire(), 1 << info.span_order);
+                l.pages -= n;
+                pages.free(irq, span.retire(), n);
             }
         }
     }
 
     /// Gives every empty span back to the page heap. Returns the pages freed.
-    pub(crate) fn reclaim(&self, irq: IrqOff<'_>, pages: &PageHeap, class: SizeClass) -> u64 {
+    pub(crate) fn reclaim(&self, irq: IrqOff<'_>, pages: &PageHeap) -> u64 {
         let mut l = self.lists.lock();
-        let span_pages = 1u64 << class.info().span_order;
         let mut freed = 0;
         let mut cursor = l.head;
         while !cursor.is_nil() {
@@ -224,11 +274,13 @@ impl CentralList {
             let span = Span { region, index };
             cursor = PageId(span.head().b.load(R));
             if span.inuse() == 0 {
+                let n = span.pages();
                 Self::unlink(&mut l, pages, span);
                 l.spans -= 1;
+                l.pages -= n;
                 l.empty -= 1;
-                pages.free(irq, span.retire(), span_pages);
-                freed += span_pages;
+                pages.free(irq, span.retire(), n);
+                freed += n;
             }
         }
         freed
@@ -248,7 +300,7 @@ impl CentralList {
     ) -> bool {
         let _l = self.lists.lock();
         match Span::locate(pages, obj, class) {
-            Ok((span, index)) => span.is_free(pages.offset(), index),
+            Ok((span, index, _)) => span.is_free(pages.offset(), index),
             Err(_) => false,
         }
     }
@@ -257,6 +309,7 @@ impl CentralList {
         let l = self.lists.lock();
         ClassStats {
             spans: l.spans,
+            span_pages: l.pages,
             empty_spans: l.empty,
             objects_out: l.out,
         }

@@ -82,7 +82,7 @@ use crate::early::Early;
 use crate::error::HeapError;
 use crate::platform::{IrqOff, Platform};
 use crate::size_class::{SizeClass, NUM_CLASSES};
-use crate::span::{BadFree, Span};
+use crate::span::{self, BadFree, Span};
 use crate::stats::{HeapStats, STATS_CPUS};
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -809,7 +809,7 @@ impl<P: Platform> Heap<P> {
                         pages: m.a.load(Ordering::Relaxed) as u64,
                     }),
                     k if kind::is_span(k) => Err(BadFree::WrongClass {
-                        span_class: SizeClass::new((m.tag() >> 8) as usize),
+                        span_class: span::class_of_tag(m.tag()),
                     }),
                     _ => Err(BadFree::NotAllocated),
                 }
@@ -1036,9 +1036,9 @@ impl<P: Platform> Heap<P> {
     /// O(spans).
     pub fn reclaim(&self) -> u64 {
         let mut freed = 0;
-        for (i, central) in self.central.iter().enumerate() {
+        for central in &self.central {
             let guard = P::disable_interrupts();
-            freed += central.reclaim(IrqOff::new(&guard), &self.pages, SizeClass::new(i));
+            freed += central.reclaim(IrqOff::new(&guard), &self.pages);
         }
         freed
     }

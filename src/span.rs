@@ -5,9 +5,12 @@
 //! A span is a page run taken from the [buddy heap](crate::buddy) for one
 //! [size class](crate::size_class): `2^span_order` pages holding
 //! `objects` objects of `size` bytes back to back from the first byte, the
-//! tail left over. All of its state lives out of band, in the
-//! [`PageMeta`] of its pages — never in a header in front of user objects,
-//! so an overflow of a user object cannot reach it:
+//! tail left over. Its geometry is the class's own ([`SizeClass::info`])
+//! or, for a span made when the page heap had no block that large, the
+//! class's fallback ([`SizeClass::fallback`]); the [`FALLBACK`] bit of its
+//! pages' tags says which ([`Span::info`]). All of its state lives out of
+//! band, in the [`PageMeta`] of its pages — never in a header in front of
+//! user objects, so an overflow of a user object cannot reach it:
 //!
 //! ```text
 //!  pages:  [ obj0 | obj1 | obj2 | ...                 | objN-1 |tail]
@@ -45,6 +48,12 @@
 //! count says "object boundary of a span of this class". Its per-class
 //! constants are [`OBJECT_CHECKS`].
 //!
+//! A fallback span's tags carry the [`FALLBACK`] bit, so on its pages the
+//! XOR is 32768 or more and the one-branch check fails: its frees take the
+//! full check ([`Span::is_object`]), which tries the fallback geometry
+//! next. Fallback spans exist only while the heap is short of larger
+//! blocks, so the fast path stays one branch and pays nothing for them.
+//!
 //! # Locking
 //!
 //! A span's head fields and its free list belong to the central list of
@@ -54,7 +63,9 @@
 
 use crate::addr::{PhysOffset, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::buddy::{kind, PageHeap, PageId, PageMeta, Region, Run};
-use crate::size_class::{ClassInfo, SizeClass, CLASS_TABLE, MAX_SPAN_ORDER, NUM_CLASSES};
+use crate::size_class::{
+    ClassInfo, SizeClass, CLASS_TABLE, FALLBACK_TABLE, MAX_SPAN_ORDER, NUM_CLASSES,
+};
 use core::sync::atomic::Ordering;
 use static_assertions::const_assert;
 
@@ -62,6 +73,12 @@ use static_assertions::const_assert;
 const_assert!(1 << MAX_SPAN_ORDER <= kind::SPAN_DISTANCE as usize + 1);
 // Offsets with a distance of 128 pages or more lie past every span.
 const_assert!(PAGE_SIZE << MAX_SPAN_ORDER <= (kind::SPAN_DISTANCE as usize + 1) * PAGE_SIZE);
+
+/// In the high byte of a span page's tag (above the class index): the span
+/// has its class's fallback geometry, not its own.
+pub(crate) const FALLBACK: u8 = 0x80;
+// Class indices leave that bit free.
+const_assert!(NUM_CLASSES <= FALLBACK as usize);
 
 const R: Ordering = Ordering::Relaxed;
 /// End of a span's free list.
@@ -76,6 +93,8 @@ pub(crate) struct ObjectChecks {
     inverse: [u64; NUM_CLASSES],
     /// Objects per span.
     objects: [u64; NUM_CLASSES],
+    /// Objects per fallback span.
+    fallback_objects: [u64; NUM_CLASSES],
     /// The tag of the first page of a span of the class.
     span_tag: [usize; NUM_CLASSES],
     /// Trailing zero bits of the object size.
@@ -87,6 +106,7 @@ impl ObjectChecks {
         let mut t = ObjectChecks {
             inverse: [0; NUM_CLASSES],
             objects: [0; NUM_CLASSES],
+            fallback_objects: [0; NUM_CLASSES],
             span_tag: [0; NUM_CLASSES],
             twos: [0; NUM_CLASSES],
         };
@@ -107,6 +127,7 @@ impl ObjectChecks {
             assert!(odd.wrapping_mul(inverse) == 1);
             t.inverse[i] = inverse;
             t.objects[i] = c.objects as u64;
+            t.fallback_objects[i] = FALLBACK_TABLE[i].objects as u64;
             t.span_tag[i] = kind::SPAN_HEAD as usize | i << 8;
             t.twos[i] = twos as u64;
             i += 1;
@@ -159,12 +180,18 @@ pub(crate) enum BadFree {
 }
 
 impl<'a> Span<'a> {
-    /// Tags a fresh run as an empty span of `class`.
-    pub(crate) fn init(run: Run<'a>, class: SizeClass) -> Span<'a> {
+    /// Tags a fresh run as an empty span of `class`: of the class's own
+    /// geometry, or of its fallback one (then the run is
+    /// `2^class.fallback().span_order` pages).
+    pub(crate) fn init(run: Run<'a>, class: SizeClass, fallback: bool) -> Span<'a> {
         let Run { region, index } = run;
-        let info = class.info();
+        let (info, high) = if fallback {
+            (class.fallback(), class.index() as u8 | FALLBACK)
+        } else {
+            (class.info(), class.index() as u8)
+        };
         let head = region.meta(index);
-        head.set_tag(kind::SPAN_HEAD, class.index() as u8);
+        head.set_tag(kind::SPAN_HEAD, high);
         head.inuse.store(0, R);
         head.carved.store(0, R);
         head.free.store(NIL16, R);
@@ -172,7 +199,7 @@ impl<'a> Span<'a> {
         head.b.store(PageId::NIL.0, R);
         for i in 1..1u64 << info.span_order {
             let m = region.meta(index + i);
-            m.set_tag(kind::SPAN_HEAD | i as u8, class.index() as u8);
+            m.set_tag(kind::SPAN_HEAD | i as u8, high);
         }
         Span { region, index }
     }
@@ -180,7 +207,7 @@ impl<'a> Span<'a> {
     /// Clears the tags of the span's later pages; the page heap clears the
     /// first when it takes the run back.
     pub(crate) fn retire(self) -> Run<'a> {
-        let order = self.class().info().span_order;
+        let order = self.info().span_order;
         for i in 1..1u64 << order {
             self.region.meta(self.index + i).set_tag(kind::UNUSED, 0);
         }
@@ -200,9 +227,28 @@ impl<'a> Span<'a> {
         self.region.id(self.index)
     }
 
+    /// The span's geometry: its class's own, or its class's fallback.
     #[inline(always)]
-    pub(crate) fn class(&self) -> SizeClass {
-        SizeClass::new((self.head().tag() >> 8) as usize)
+    pub(crate) fn info(&self) -> &'static ClassInfo {
+        let tag = self.head().tag();
+        let class = class_of_tag(tag);
+        if (tag >> 8) as u8 & FALLBACK != 0 {
+            class.fallback()
+        } else {
+            class.info()
+        }
+    }
+
+    /// Pages in the span.
+    #[inline(always)]
+    pub(crate) fn pages(&self) -> u64 {
+        1 << self.info().span_order
+    }
+
+    /// Whether the span has its class's fallback geometry.
+    #[inline(always)]
+    pub(crate) fn is_fallback(&self) -> bool {
+        (self.head().tag() >> 8) as u8 & FALLBACK != 0
     }
 
     #[inline(always)]
@@ -286,7 +332,7 @@ impl<'a> Span<'a> {
         if index >= head.carved.load(R) {
             return true;
         }
-        let info = self.class().info();
+        let info = self.info();
         let base = self.base(offset);
         let mut i = head.free.load(R);
         let mut steps = 0;
@@ -317,41 +363,76 @@ impl<'a> Span<'a> {
     }
 
     /// The span holding `addr`, checked to be an object boundary of a span
-    /// of `class`, and the object's index. Takes no lock.
+    /// of `class`, the object's index and the span's geometry
+    /// ([`info`](Self::info)). Takes no lock.
     ///
     /// # Time Complexity
     /// O(regions) + O(1).
-    #[inline(always)]
     pub(crate) fn locate(
         pages: &'a PageHeap,
         addr: VirtAddr,
         class: SizeClass,
-    ) -> Result<(Span<'a>, u16), BadFree> {
-        let offset = pages.offset();
+    ) -> Result<(Span<'a>, u16, &'static ClassInfo), BadFree> {
         let Some((region, index)) = pages.find(addr) else {
             return Err(BadFree::Foreign);
         };
-        let m = region.meta(index);
-        let tag = m.tag();
-        let distance = tag ^ (kind::SPAN_HEAD as u16 | (class.index() as u16) << 8);
-        if distance > kind::SPAN_DISTANCE as u16 {
+        let tag = region.meta(index).tag();
+        let own = kind::SPAN_HEAD as u16 | (class.index() as u16) << 8;
+        let fallback = own | (FALLBACK as u16) << 8;
+        let (distance, info) = if tag ^ own <= kind::SPAN_DISTANCE as u16 {
+            (tag ^ own, class.info())
+        } else if tag ^ fallback <= kind::SPAN_DISTANCE as u16 {
+            (tag ^ fallback, class.fallback())
+        } else {
             return Err(Self::classify(tag));
-        }
-        let head = index - distance as u64;
+        };
         let span = Span {
             region,
-            index: head,
+            index: index - distance as u64,
         };
-        let info = class.info();
-        let off = addr.as_usize().wrapping_sub(span.base(offset).as_usize());
+        span.object_at(pages.offset(), addr, info)
+    }
+
+    /// [`locate`](Self::locate) for spans of the class's own geometry
+    /// only (`None` for anything else, a fallback span included): what the
+    /// central list's flush runs for every object, inline.
+    #[inline(always)]
+    pub(crate) fn locate_own(
+        pages: &'a PageHeap,
+        addr: VirtAddr,
+        class: SizeClass,
+    ) -> Option<(Span<'a>, u16)> {
+        let (region, index) = pages.find(addr)?;
+        let tag = region.meta(index).tag();
+        let distance = tag ^ (kind::SPAN_HEAD as u16 | (class.index() as u16) << 8);
+        if distance > kind::SPAN_DISTANCE as u16 {
+            return None;
+        }
+        let span = Span {
+            region,
+            index: index - distance as u64,
+        };
+        let (span, obj, _) = span.object_at(pages.offset(), addr, class.info()).ok()?;
+        Some((span, obj))
+    }
+
+    /// The index of the object at `addr` in this span of geometry `info`,
+    /// if `addr` is the start of one.
+    #[inline(always)]
+    fn object_at(
+        self,
+        offset: PhysOffset,
+        addr: VirtAddr,
+        info: &'static ClassInfo,
+    ) -> Result<(Span<'a>, u16, &'static ClassInfo), BadFree> {
+        let base = self.base(offset);
+        let off = addr.as_usize().wrapping_sub(base.as_usize());
         let obj = info.index_of(off);
         if obj * info.size as usize != off || obj >= info.objects as usize {
-            let object = span
-                .base(offset)
-                .add(obj.min(info.objects as usize - 1) * info.size as usize);
+            let object = base.add(obj.min(info.objects as usize - 1) * info.size as usize);
             return Err(BadFree::Misaligned { object });
         }
-        Ok((span, obj as u16))
+        Ok((self, obj as u16, info))
     }
 
     /// Whether `addr` is an object boundary of a live span of `class`,
@@ -365,7 +446,9 @@ impl<'a> Span<'a> {
     #[inline(always)]
     pub(crate) fn is_object(pages: &PageHeap, addr: VirtAddr, class: SizeClass) -> bool {
         match pages.meta_of(addr) {
-            Some(m) => Self::is_object_on(m, addr, class),
+            Some(m) => {
+                Self::is_object_on(m, addr, class) || Self::is_fallback_object_on(m, addr, class)
+            }
             None => false,
         }
     }
@@ -391,6 +474,18 @@ impl<'a> Span<'a> {
         checks.quotient(class, off) < objects
     }
 
+    /// [`is_object_on`](Self::is_object_on) for a span of the class's
+    /// fallback geometry.
+    #[inline(never)]
+    fn is_fallback_object_on(m: &PageMeta, addr: VirtAddr, class: SizeClass) -> bool {
+        let checks = &OBJECT_CHECKS;
+        let i = class.index();
+        let span_tag = checks.span_tag[i] | (FALLBACK as usize) << 8;
+        let distance = m.tag() as usize ^ span_tag;
+        let off = (addr.as_usize() & (PAGE_SIZE - 1)) | (distance << PAGE_SHIFT);
+        checks.quotient(class, off) < checks.fallback_objects[i]
+    }
+
     /// Why `addr` is not an object of `class` (after
     /// [`is_object`](Self::is_object) said so).
     #[cold]
@@ -406,12 +501,18 @@ impl<'a> Span<'a> {
     fn classify(tag: u16) -> BadFree {
         match tag as u8 {
             k if kind::is_span(k) => BadFree::WrongClass {
-                span_class: SizeClass::new((tag >> 8) as usize),
+                span_class: class_of_tag(tag),
             },
             kind::RUN | kind::INTERNAL => BadFree::IsRun,
             _ => BadFree::NotAllocated,
         }
     }
+}
+
+/// The class of a span page's tag.
+#[inline(always)]
+pub(crate) fn class_of_tag(tag: u16) -> SizeClass {
+    SizeClass::new(((tag >> 8) as u8 & !FALLBACK) as usize)
 }
 
 #[cold]
@@ -454,6 +555,8 @@ mod tests {
             let offsets = (0..c.span_bytes() + 2 * size)
                 .chain(far..far + 4 * size)
                 .chain([usize::MAX / 2, usize::MAX - size + 1, 1 << 40]);
+            let fallback = FALLBACK_TABLE[i].objects as usize;
+            assert_eq!(OBJECT_CHECKS.fallback_objects[i], fallback as u64);
             for off in offsets {
                 let object = off % size == 0 && off / size < objects;
                 let q = OBJECT_CHECKS.quotient(class, off);
@@ -465,6 +568,12 @@ mod tests {
                 if object {
                     assert_eq!(q, (off / size) as u64);
                 }
+                // The same quotient decides for the (smaller) fallback span.
+                assert_eq!(
+                    q < fallback as u64,
+                    off % size == 0 && off / size < fallback,
+                    "class {i} fallback, offset {off}"
+                );
             }
         }
     }

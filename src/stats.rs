@@ -83,11 +83,7 @@ impl HeapStats {
     }
     /// Pages held by spans.
     pub fn span_pages(&self) -> u64 {
-        self.classes
-            .iter()
-            .zip(CLASSES.iter())
-            .map(|(c, i)| (c.spans as u64) << i.span_order)
-            .sum()
+        self.classes.iter().map(|c| c.span_pages).sum()
     }
 }
 

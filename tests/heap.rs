@@ -194,6 +194,100 @@ fn objects_return_to_their_spans_in_runs_and_singly() {
     assert_eq!(s.span_pages(), 0);
 }
 
+/// A heap over `bytes` whose free memory is single pages no two of which
+/// are buddies: every page is taken, then every page with an odd frame
+/// number is given back. Returns the pages still held (to free at the end)
+/// and the free-page count of the fresh heap.
+fn fragmented_heap(bytes: usize) -> (Arena, Box<Heap<TestCpu>>, Vec<u64>, u64) {
+    let arena = Arena::new(bytes);
+    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
+    set_cpu(0);
+    let start = heap.stats().free_pages();
+    let mut held = Vec::new();
+    while let Some(p) = heap.alloc_pages(PageRequest::new(1)) {
+        held.push(p.phys.as_u64());
+    }
+    assert_eq!(held.len() as u64, start);
+    held.retain(|&a| {
+        if (a / PAGE_SIZE as u64) % 2 == 1 {
+            // SAFETY: a live page, unused.
+            unsafe { heap.free_pages(PhysAddr::new(a), 1) };
+            false
+        } else {
+            true
+        }
+    });
+    settle(&heap, 1);
+    let s = heap.stats();
+    assert_eq!(s.pages.free_pages, start - held.len() as u64, "{s}");
+    (arena, heap, held, start)
+}
+
+#[test]
+fn classes_fall_back_to_small_spans_in_a_fragmented_heap() {
+    let (arena, heap, held, start) = fragmented_heap(4 * MIB);
+    let free = start - held.len() as u64;
+    assert!(free > 400, "{free} free pages");
+    // 1 KiB objects have spans of 8 pages, and no two free pages are
+    // adjacent: every object must come from a one-page fallback span.
+    let layout = Layout::from_size_align(1024, 8).unwrap();
+    let mut objs = Vec::new();
+    loop {
+        // SAFETY: non-zero size.
+        let p = unsafe { heap.alloc(layout) };
+        if p.is_null() {
+            break;
+        }
+        let a = p as usize;
+        assert_eq!(a % 1024, 0, "{p:p} misaligned");
+        assert!(arena.contains(a, 1024));
+        assert_eq!((a / PAGE_SIZE) % 2, 1, "{p:p} is not in a free page");
+        fill(p, 1024, a as u64);
+        objs.push(a);
+    }
+    assert_eq!(
+        objs.len() as u64,
+        4 * free,
+        "every free page holds 4 objects"
+    );
+    let mut sorted = objs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), objs.len(), "an object was handed out twice");
+    let s = heap.stats();
+    let class = strata::SizeClass::for_size(1024).unwrap().index();
+    assert_eq!(s.classes[class].spans as u64, free, "{s}");
+    assert_eq!(s.classes[class].span_pages, free, "{s}");
+    assert_eq!(s.span_pages(), free, "{s}");
+    // Free in a scattered order, contents intact; the fallback spans go
+    // back to the page heap, and with the held pages every page returns.
+    let mut rng = Rng(11);
+    for i in (1..objs.len()).rev() {
+        objs.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for a in objs {
+        verify(a as *mut u8, 1024, a as u64);
+        // SAFETY: live with this layout.
+        unsafe { heap.dealloc(a as *mut u8, layout) };
+    }
+    for a in held {
+        // SAFETY: a live page.
+        unsafe { heap.free_pages(PhysAddr::new(a), 1) };
+    }
+    settle(&heap, 1);
+    let s = heap.stats();
+    assert_eq!(s.span_pages(), 0, "{s}");
+    assert_eq!(s.free_pages(), start, "pages lost:\n{s}");
+    // The heap has whole blocks again: the class gets its own spans.
+    // SAFETY: non-zero size.
+    let p = unsafe { heap.alloc(layout) };
+    assert!(!p.is_null());
+    let s = heap.stats();
+    assert_eq!(s.classes[class].span_pages, 8, "{s}");
+    // SAFETY: live with this layout.
+    unsafe { heap.dealloc(p, layout) };
+}
+
 #[test]
 fn several_regions_with_holes_and_unaligned_edges() {
     let arena = Arena::new(32 * MIB);
@@ -653,6 +747,22 @@ mod bad_frees {
         unsafe {
             let p = heap.alloc(l);
             heap.dealloc(p.add(8), l);
+        }
+    }
+
+    /// A 3200-byte object's fallback span is one page holding one object;
+    /// 3200 bytes in is the tail, which the class's own 20-object span
+    /// would have as its second object.
+    #[test]
+    #[should_panic(expected = "not at an object boundary")]
+    fn tail_of_a_fallback_span() {
+        let (_a, heap, _held, _) = fragmented_heap(MIB / 2);
+        let l = Layout::from_size_align(3200, 8).unwrap();
+        // SAFETY: deliberately wrong free of p + 3200.
+        unsafe {
+            let p = heap.alloc(l);
+            assert!(!p.is_null());
+            heap.dealloc(p.add(3200), l);
         }
     }
 
