@@ -547,8 +547,8 @@ mod tests {
                 assert!(f.span_order == 0 || (f.span_bytes() / 2) < f.size as usize);
             }
         }
-        // Every class above one page's worth can fall back (1 KiB: 8 pages
-        // to 1; 16 KiB: 16 pages to 4).
+        // Classes with spans of several pages fall back to fewer (1 KiB:
+        // 8 pages to 1; 16 KiB: 16 pages to 4).
         assert_eq!(SizeClass::for_size(1024).unwrap().fallback().span_order, 0);
         assert_eq!(SizeClass::for_size(16384).unwrap().fallback().span_order, 2);
     }
