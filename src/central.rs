@@ -212,7 +212,10 @@ impl CentralList {
     }
 
     /// [`give`](Self::give) of an object that is not in a span of the
-    /// class's own geometry: in a fallback span, or no longer valid.
+    /// class's own geometry: in a fallback span, or no longer valid. It
+    /// pushes the object itself rather than return the span to `give`:
+    /// merging the two paths' span and geometry into `give`'s loop cost
+    /// 64 B flushes about 5 instructions per object.
     #[cold]
     #[inline(never)]
     fn give_other(

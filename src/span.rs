@@ -373,24 +373,7 @@ impl<'a> Span<'a> {
         addr: VirtAddr,
         class: SizeClass,
     ) -> Result<(Span<'a>, u16, &'static ClassInfo), BadFree> {
-        let Some((region, index)) = pages.find(addr) else {
-            return Err(BadFree::Foreign);
-        };
-        let tag = region.meta(index).tag();
-        let own = kind::SPAN_HEAD as u16 | (class.index() as u16) << 8;
-        let fallback = own | (FALLBACK as u16) << 8;
-        let (distance, info) = if tag ^ own <= kind::SPAN_DISTANCE as u16 {
-            (tag ^ own, class.info())
-        } else if tag ^ fallback <= kind::SPAN_DISTANCE as u16 {
-            (tag ^ fallback, class.fallback())
-        } else {
-            return Err(Self::classify(tag));
-        };
-        let span = Span {
-            region,
-            index: index - distance as u64,
-        };
-        span.object_at(pages.offset(), addr, info)
+        Self::find_object(pages, addr, class, true)
     }
 
     /// [`locate`](Self::locate) for spans of the class's own geometry
@@ -402,18 +385,37 @@ impl<'a> Span<'a> {
         addr: VirtAddr,
         class: SizeClass,
     ) -> Option<(Span<'a>, u16)> {
-        let (region, index) = pages.find(addr)?;
+        let (span, obj, _) = Self::find_object(pages, addr, class, false).ok()?;
+        Some((span, obj))
+    }
+
+    /// [`locate`](Self::locate), trying the fallback geometry only if
+    /// `fallback` (a constant at both call sites).
+    #[inline(always)]
+    fn find_object(
+        pages: &'a PageHeap,
+        addr: VirtAddr,
+        class: SizeClass,
+        fallback: bool,
+    ) -> Result<(Span<'a>, u16, &'static ClassInfo), BadFree> {
+        let Some((region, index)) = pages.find(addr) else {
+            return Err(BadFree::Foreign);
+        };
         let tag = region.meta(index).tag();
-        let distance = tag ^ (kind::SPAN_HEAD as u16 | (class.index() as u16) << 8);
-        if distance > kind::SPAN_DISTANCE as u16 {
-            return None;
-        }
+        let own = kind::SPAN_HEAD as u16 | (class.index() as u16) << 8;
+        let fallback_tag = own | (FALLBACK as u16) << 8;
+        let (distance, info) = if tag ^ own <= kind::SPAN_DISTANCE as u16 {
+            (tag ^ own, class.info())
+        } else if fallback && tag ^ fallback_tag <= kind::SPAN_DISTANCE as u16 {
+            (tag ^ fallback_tag, class.fallback())
+        } else {
+            return Err(Self::classify(tag));
+        };
         let span = Span {
             region,
             index: index - distance as u64,
         };
-        let (span, obj, _) = span.object_at(pages.offset(), addr, class.info()).ok()?;
-        Some((span, obj))
+        span.object_at(pages.offset(), addr, info)
     }
 
     /// The index of the object at `addr` in this span of geometry `info`,
@@ -466,12 +468,7 @@ impl<'a> Span<'a> {
                 *checks.objects.get_unchecked(i),
             )
         };
-        // The distance to the span's first page, or 128 and more if the
-        // page is not part of a span of `class`: then `off` lies past every
-        // span and the quotient is at least the object count.
-        let distance = m.tag() as usize ^ span_tag;
-        let off = (addr.as_usize() & (PAGE_SIZE - 1)) | (distance << PAGE_SHIFT);
-        checks.quotient(class, off) < objects
+        Self::is_object_in(m, addr, class, span_tag, objects)
     }
 
     /// [`is_object_on`](Self::is_object_on) for a span of the class's
@@ -481,9 +478,26 @@ impl<'a> Span<'a> {
         let checks = &OBJECT_CHECKS;
         let i = class.index();
         let span_tag = checks.span_tag[i] | (FALLBACK as usize) << 8;
+        Self::is_object_in(m, addr, class, span_tag, checks.fallback_objects[i])
+    }
+
+    /// Whether `addr`, on the page of `m`, is an object boundary of a span
+    /// of `class` whose pages' tags are `span_tag` plus their distance to
+    /// the first page, holding `objects` objects.
+    #[inline(always)]
+    fn is_object_in(
+        m: &PageMeta,
+        addr: VirtAddr,
+        class: SizeClass,
+        span_tag: usize,
+        objects: u64,
+    ) -> bool {
+        // The distance to the span's first page, or 128 and more if the
+        // page is not part of such a span: then `off` lies past every span
+        // and the quotient is at least the object count.
         let distance = m.tag() as usize ^ span_tag;
         let off = (addr.as_usize() & (PAGE_SIZE - 1)) | (distance << PAGE_SHIFT);
-        checks.quotient(class, off) < checks.fallback_objects[i]
+        OBJECT_CHECKS.quotient(class, off) < objects
     }
 
     /// Why `addr` is not an object of `class` (after
