@@ -8,6 +8,15 @@ use strata::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, PAGE_SIZE};
 
 const MIB: usize = 1 << 20;
 
+/// A heap for `cpus` CPUs over one fresh arena of `bytes`, used from
+/// CPU 0.
+fn heap_of(bytes: usize, cpus: usize) -> (Arena, Box<Heap<TestCpu>>) {
+    let arena = Arena::new(bytes);
+    let heap = heap_over::<TestCpu>(cpus, &[arena.whole()]);
+    set_cpu(0);
+    (arena, heap)
+}
+
 /// Frees everything cached and reclaims: afterwards every page not used by a
 /// live block is back in the page heap.
 fn settle(heap: &Heap<TestCpu>, cpus: usize) {
@@ -80,9 +89,7 @@ fn random_sequence(heap: &Heap<TestCpu>, arena: &Arena, seed: u64, ops: usize, m
 
 #[test]
 fn random_sequences_return_every_page() {
-    let arena = Arena::new(256 * MIB);
-    let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
-    set_cpu(0);
+    let (arena, heap) = heap_of(256 * MIB, 2);
     let start = heap.stats().free_pages();
     random_sequence(&heap, &arena, 0x5eed, 30_000, 8 * MIB);
     settle(&heap, 2);
@@ -115,9 +122,7 @@ fn small_heavy_sequence_through_caches() {
 /// page back at the end).
 #[test]
 fn objects_return_to_their_spans_in_runs_and_singly() {
-    let arena = Arena::new(16 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (arena, heap) = heap_of(16 * MIB, 1);
     let start = heap.stats().free_pages();
     let layout = Layout::from_size_align(64, 8).unwrap();
     let alloc = || {
@@ -199,9 +204,7 @@ fn objects_return_to_their_spans_in_runs_and_singly() {
 /// number is given back. Returns the pages still held (to free at the end)
 /// and the free-page count of the fresh heap.
 fn fragmented_heap(bytes: usize) -> (Arena, Box<Heap<TestCpu>>, Vec<u64>, u64) {
-    let arena = Arena::new(bytes);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (arena, heap) = heap_of(bytes, 1);
     let start = heap.stats().free_pages();
     let mut held = Vec::new();
     while let Some(p) = heap.alloc_pages(PageRequest::new(1)) {
@@ -366,9 +369,7 @@ fn region_added_mid_run_is_used() {
 
 #[test]
 fn exhaustion_then_recovery() {
-    let arena = Arena::new(8 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (_arena, heap) = heap_of(8 * MIB, 1);
     let start = heap.stats().free_pages();
     for size in [24usize, 1000, 5000, 64 * 1024] {
         let layout = Layout::from_size_align(size, 8).unwrap();
@@ -408,9 +409,7 @@ fn exhaustion_then_recovery() {
 
 #[test]
 fn large_allocations_are_page_exact() {
-    let arena = Arena::new(64 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (_arena, heap) = heap_of(64 * MIB, 1);
     let cases = [
         (5 * 4096 + 1, 8, 6),
         (16 * 1024 + 1, 8, 5),
@@ -444,9 +443,7 @@ fn fill_cost(size: usize, align: usize) -> (u64, u64) {
 }
 
 fn fill_heap(size: usize, align: usize) -> (u64, strata::HeapStats) {
-    let arena = Arena::new(16 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (_arena, heap) = heap_of(16 * MIB, 1);
     let layout = Layout::from_size_align(size, align).unwrap();
     let mut count = 0u64;
     // SAFETY: non-zero size; the blocks are never freed (the arena goes).
@@ -483,9 +480,7 @@ fn odd_runs_pack_back_to_back() {
 
 #[test]
 fn realloc_stays_in_place_when_it_can() {
-    let arena = Arena::new(16 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (_arena, heap) = heap_of(16 * MIB, 1);
     let l = Layout::from_size_align(100, 8).unwrap();
     // SAFETY: live blocks, non-zero sizes throughout.
     unsafe {
@@ -516,9 +511,7 @@ fn realloc_stays_in_place_when_it_can() {
 
 #[test]
 fn page_api_limits_alignment_and_zeroing() {
-    let arena = Arena::new(64 * MIB);
-    let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-    set_cpu(0);
+    let (arena, heap) = heap_of(64 * MIB, 1);
     let start = heap.stats().free_pages();
     let limit = PhysAddr::new((arena.base() + 4 * MIB) as u64);
     let low = heap.alloc_pages(PageRequest::new(3).below(limit)).unwrap();
@@ -551,9 +544,7 @@ fn page_api_limits_alignment_and_zeroing() {
 
 #[test]
 fn single_pages_go_through_cpu_page_lists() {
-    let arena = Arena::new(16 * MIB);
-    let heap = heap_over::<TestCpu>(2, &[arena.whole()]);
-    set_cpu(0);
+    let (arena, heap) = heap_of(16 * MIB, 2);
     let s0 = heap.stats();
     let start = s0.free_pages();
     assert_eq!(s0.pages.free_pages, start, "nothing cached yet");
@@ -723,10 +714,7 @@ mod bad_frees {
     use super::*;
 
     fn heap() -> (Arena, Box<Heap<TestCpu>>) {
-        let arena = Arena::new(8 * MIB);
-        let heap = heap_over::<TestCpu>(1, &[arena.whole()]);
-        set_cpu(0);
-        (arena, heap)
+        heap_of(8 * MIB, 1)
     }
 
     #[test]
