@@ -1,5 +1,5 @@
 //! A single-CPU firmware heap: strata over a static arena, with
-//! [`SingleCpu`](strata::SingleCpu).
+//! [`SingleCpu`](strata_alloc::SingleCpu).
 //!
 //! ```text
 //! cargo build --example firmware --target x86_64-unknown-none
@@ -35,7 +35,7 @@ mod firmware {
     use alloc::vec::Vec;
     use core::cell::UnsafeCell;
     use core::fmt::Write;
-    use strata::{Heap, PageRequest, PhysAddr, PhysRange, SingleCpu};
+    use strata_alloc::{Heap, PageRequest, PhysAddr, PhysRange, SingleCpu};
 
     /// Bytes of RAM given to the heap.
     const ARENA_BYTES: usize = 1 << 20;

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 
 #[global_allocator]
-static GLOBAL: strata::HostHeap = strata::HostHeap::new();
+static GLOBAL: strata_alloc::HostHeap = strata_alloc::HostHeap::new();
 
 const THREADS: u64 = 8;
 const ROUNDS: u64 = 20_000;

@@ -46,8 +46,8 @@ mod kernel {
     use alloc::vec::Vec;
     use core::fmt::Write;
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use strata::buddy::MAX_REGIONS;
-    use strata::{Heap, PageRequest, PhysAddr, PhysRange, Platform, PAGE_SIZE};
+    use strata_alloc::buddy::MAX_REGIONS;
+    use strata_alloc::{Heap, PageRequest, PhysAddr, PhysRange, Platform, PAGE_SIZE};
 
     /// CPUs this kernel supports; each gets a strata CPU cache.
     pub const MAX_CPUS: usize = 64;

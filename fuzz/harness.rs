@@ -29,8 +29,8 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use strata::size_class::SizeClass;
-use strata::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, Platform, PAGE_SIZE};
+use strata_alloc::size_class::SizeClass;
+use strata_alloc::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, Platform, PAGE_SIZE};
 
 /// The largest byte size an op asks for.
 pub const MAX_SIZE: usize = 1 << 20;

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! #[global_allocator]
-//! static GLOBAL: strata::HostHeap = strata::HostHeap::new();
+//! static GLOBAL: strata_alloc::HostHeap = strata_alloc::HostHeap::new();
 //!
 //! fn main() {
 //!     let v: Vec<String> = (0..100).map(|i| i.to_string()).collect();

@@ -31,7 +31,7 @@
 //! ## Quick start: firmware on one CPU
 //!
 //! ```no_run
-//! use strata::{Heap, PhysAddr, PhysRange, SingleCpu};
+//! use strata_alloc::{Heap, PhysAddr, PhysRange, SingleCpu};
 //!
 //! #[global_allocator]
 //! static HEAP: Heap<SingleCpu> = Heap::new();
@@ -57,7 +57,7 @@
 //! extern crate alloc;
 //! use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 //! use core::fmt::Write;
-//! use strata::{Heap, PageRequest, PhysAddr, PhysRange, Platform};
+//! use strata_alloc::{Heap, PageRequest, PhysAddr, PhysRange, Platform};
 //!
 //! const MAX_CPUS: usize = 64;
 //!
@@ -149,7 +149,7 @@
 //! * **An ordinary program** (feature `std`, Unix): `HostHeap` is a global
 //!   allocator that maps its memory from the OS on first use and grows by
 //!   mapping more, with threads spread over the CPU caches:
-//!   `#[global_allocator] static A: strata::HostHeap = strata::HostHeap::new();`
+//!   `#[global_allocator] static A: strata_alloc::HostHeap = strata_alloc::HostHeap::new();`
 //!
 //! ## Guarantees
 //!

@@ -9,7 +9,7 @@ use allocator_api2::boxed::Box as HBox;
 use allocator_api2::vec::Vec as HVec;
 use common::*;
 use std::alloc::Layout;
-use strata::{Heap, PAGE_SIZE};
+use strata_alloc::{Heap, PAGE_SIZE};
 
 const MIB: usize = 1 << 20;
 

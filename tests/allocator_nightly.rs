@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::alloc::{AllocError, Allocator, Layout};
 use std::collections::VecDeque;
-use strata::{Heap, PAGE_SIZE};
+use strata_alloc::{Heap, PAGE_SIZE};
 
 #[test]
 fn std_collections_in_a_heap() {

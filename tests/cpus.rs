@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use strata::{Heap, Platform};
+use strata_alloc::{Heap, Platform};
 
 const MIB: usize = 1 << 20;
 
@@ -214,7 +214,7 @@ fn reentry_takes_the_central_path_and_corrupts_nothing() {
 #[test]
 fn host_threads_platform() {
     let arena = Arena::new(32 * MIB);
-    let heap = heap_over::<strata::ThreadCpus>(64, &[arena.whole()]);
+    let heap = heap_over::<strata_alloc::ThreadCpus>(64, &[arena.whole()]);
     let start = heap.stats().free_pages();
     let heap = &*heap;
     std::thread::scope(|s| {

@@ -6,7 +6,7 @@ use common::*;
 use std::alloc::{GlobalAlloc, Layout};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use strata::{DebugFlags, Heap, PhysRange};
+use strata_alloc::{DebugFlags, Heap, PhysRange};
 
 const MIB: usize = 1 << 20;
 
@@ -206,8 +206,8 @@ fn grow(heap: &Heap<TestCpu>, layout: Layout) -> bool {
     GROWTHS.fetch_add(1, Ordering::SeqCst);
     assert!(layout.size() > 0);
     let range = PhysRange::new(
-        strata::PhysAddr::new(spare as u64),
-        strata::PhysAddr::new((spare + 16 * MIB) as u64),
+        strata_alloc::PhysAddr::new(spare as u64),
+        strata_alloc::PhysAddr::new((spare + 16 * MIB) as u64),
     );
     // SAFETY: the spare arena is leaked, unused, and handed over once.
     unsafe { heap.add_region(range) }.is_ok()

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use std::alloc::{GlobalAlloc, Layout};
-use strata::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, PAGE_SIZE};
+use strata_alloc::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, PAGE_SIZE};
 
 const MIB: usize = 1 << 20;
 
@@ -258,7 +258,7 @@ fn classes_fall_back_to_small_spans_in_a_fragmented_heap() {
     sorted.dedup();
     assert_eq!(sorted.len(), objs.len(), "an object was handed out twice");
     let s = heap.stats();
-    let class = strata::SizeClass::for_size(1024).unwrap().index();
+    let class = strata_alloc::SizeClass::for_size(1024).unwrap().index();
     assert_eq!(s.classes[class].spans as u64, free, "{s}");
     assert_eq!(s.classes[class].span_pages, free, "{s}");
     assert_eq!(s.span_pages(), free, "{s}");
@@ -442,7 +442,7 @@ fn fill_cost(size: usize, align: usize) -> (u64, u64) {
     (count, stats.managed_pages())
 }
 
-fn fill_heap(size: usize, align: usize) -> (u64, strata::HeapStats) {
+fn fill_heap(size: usize, align: usize) -> (u64, strata_alloc::HeapStats) {
     let (_arena, heap) = heap_of(16 * MIB, 1);
     let layout = Layout::from_size_align(size, align).unwrap();
     let mut count = 0u64;

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
-use strata::HostHeap;
+use strata_alloc::HostHeap;
 
 #[global_allocator]
 static GLOBAL: HostHeap = HostHeap::new();
@@ -100,7 +100,7 @@ fn first_allocations_race_and_map_one_chunk() {
         .collect();
     let blocks: Vec<Vec<usize>> = threads.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(heap.chunks(), 1, "initialised once");
-    assert_eq!(heap.mapped_bytes(), strata::host::HOST_CHUNK_DEFAULT);
+    assert_eq!(heap.mapped_bytes(), strata_alloc::host::HOST_CHUNK_DEFAULT);
     // Every block is distinct and kept what its thread wrote.
     let mut all: Vec<usize> = blocks.iter().flatten().copied().collect();
     all.sort_unstable();
@@ -190,8 +190,8 @@ fn grows_by_mapping_more_chunks() {
 }
 
 /// Gives every cached object and empty span back to the page heap.
-fn settle(heap: &HostHeap) -> strata::HeapStats {
-    for cpu in 0..strata::host::HOST_CPUS {
+fn settle(heap: &HostHeap) -> strata_alloc::HeapStats {
+    for cpu in 0..strata_alloc::host::HOST_CPUS {
         heap.heap().drain_cpu(cpu);
     }
     heap.heap().reclaim();

@@ -25,8 +25,8 @@ use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
-use strata::size_class::{SizeClass, CLASSES};
-use strata::{Heap, PageRequest, PhysAddr, PhysRange, MAX_SMALL, PAGE_SIZE};
+use strata_alloc::size_class::{SizeClass, CLASSES};
+use strata_alloc::{Heap, PageRequest, PhysAddr, PhysRange, MAX_SMALL, PAGE_SIZE};
 
 /// `native` normally, `miri` under Miri (about 10⁴ times slower).
 fn scaled(native: usize, miri: usize) -> usize {

@@ -76,7 +76,7 @@ mod floor {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
 
-    use strata::SizeClass;
+    use strata_alloc::SizeClass;
 
     const DEPTH: usize = 64;
     /// More than strata's class count.

@@ -19,7 +19,7 @@ mod harness;
 use arbitrary::{Result, Unstructured};
 use harness::{Config, Cpu, Op, MAX_ALIGN_LOG2, MAX_PAGES, MAX_PAGE_ALIGN_LOG2, MAX_SIZE};
 use libfuzzer_sys::fuzz_target;
-use strata::{MAX_SMALL, PAGE_SIZE};
+use strata_alloc::{MAX_SMALL, PAGE_SIZE};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;

@@ -7,7 +7,7 @@
 use std::alloc::Layout;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use strata::{Heap, PhysAddr, PhysRange, Platform, PAGE_SIZE};
+use strata_alloc::{Heap, PhysAddr, PhysRange, Platform, PAGE_SIZE};
 
 /// Host memory for a heap to manage: 2 MiB-aligned, zeroed lazily by the OS.
 pub struct Arena {

@@ -68,7 +68,7 @@ impl Visit for Run<'_> {
 /// through non-inlined calls, on strata over a fresh region.
 #[cfg(feature = "strata")]
 fn page_pairs(n: usize) {
-    use strata::{Heap, PageRequest};
+    use strata_alloc::{Heap, PageRequest};
     use strata_bench::contenders::{HostCpus, StrataHeap};
 
     #[inline(never)]

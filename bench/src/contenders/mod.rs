@@ -12,9 +12,9 @@ mod hosted;
 mod region_based;
 mod strata;
 
+pub use self::strata::*;
 pub use hosted::*;
 pub use region_based::*;
-pub use strata::*;
 
 /// One allocator under test.
 pub trait Contender: GlobalAlloc + Send + Sync + Sized + 'static {

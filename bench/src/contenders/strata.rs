@@ -104,7 +104,7 @@ pub mod host_cpu {
 mod imp {
     use core::alloc::{GlobalAlloc, Layout};
 
-    use strata::{DebugFlags, Heap, PhysAddr, PhysRange, Platform};
+    use strata_alloc::{DebugFlags, Heap, PhysAddr, PhysRange, Platform};
 
     use super::host_cpu;
     use crate::contenders::Contender;
@@ -163,7 +163,7 @@ mod imp {
         const KEY: &'static str = "strata-np";
     }
 
-    /// `strata::Heap<P>` managing one region, identity-mapped (offset 0).
+    /// `strata_alloc::Heap<P>` managing one region, identity-mapped (offset 0).
     pub struct StrataHeap<P: HostPlatform>(Heap<P>);
 
     impl<P: HostPlatform> StrataHeap<P> {
@@ -196,7 +196,7 @@ mod imp {
         unsafe fn create(r: Option<&Region>) -> Box<Self> {
             let r = r.expect("strata created without a region");
             // `STRATA_UNCHECKED=1`: a heap without checked frees (see
-            // `strata::DebugFlags::CHECK_FREES`), for `callgrind.sh`.
+            // `strata_alloc::DebugFlags::CHECK_FREES`), for `callgrind.sh`.
             let heap = if std::env::var_os("STRATA_UNCHECKED").is_some_and(|v| v == "1") {
                 Heap::<P>::with_debug(DebugFlags::empty())
             } else {

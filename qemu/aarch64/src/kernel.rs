@@ -8,7 +8,7 @@
 //! 3. compute usable RAM: every memory node, clipped to the identity map's
 //!    Normal window, minus the kernel image (with all stacks), the device
 //!    tree blob and every reserved range; print each step and hand the result
-//!    to `strata::Heap::init` with a phys→virt offset of 0;
+//!    to `strata_alloc::Heap::init` with a phys→virt offset of 0;
 //! 4. enable the GIC distributor, configure the virtual timer;
 //! 5. start the other CPUs with PSCI (`smp.rs`);
 //! 6. run the mode chosen by `/chosen` `bootargs` (`-append`) on every CPU
@@ -351,11 +351,15 @@ fn usable_memory(info: &MachineInfo) -> RangeList {
 }
 
 fn init_heap(usable: &RangeList, max_cpus: usize) {
-    let mut regions =
-        [strata::PhysRange::new(strata::PhysAddr::new(0), strata::PhysAddr::new(0)); MAX_RANGES];
+    let mut regions = [strata_alloc::PhysRange::new(
+        strata_alloc::PhysAddr::new(0),
+        strata_alloc::PhysAddr::new(0),
+    ); MAX_RANGES];
     for (slot, r) in regions.iter_mut().zip(usable.as_slice()) {
-        *slot =
-            strata::PhysRange::new(strata::PhysAddr::new(r.start), strata::PhysAddr::new(r.end));
+        *slot = strata_alloc::PhysRange::new(
+            strata_alloc::PhysAddr::new(r.start),
+            strata_alloc::PhysAddr::new(r.end),
+        );
     }
     let regions = &regions[..usable.len()];
     // SAFETY: the ranges are RAM that nothing else uses (kernel image,
@@ -363,7 +367,7 @@ fn init_heap(usable: &RangeList, max_cpus: usize) {
     // as Normal memory, so phys_offset 0 is right; init runs once, before any
     // other CPU is started.
     if let Err(e) = unsafe { HEAP.init(0, max_cpus, regions) } {
-        boot_error(format_args!("strata::Heap::init failed: {e:?}"));
+        boot_error(format_args!("strata_alloc::Heap::init failed: {e:?}"));
     }
     let stats = HEAP.stats();
     BASELINE_FREE_PAGES.store(stats.free_pages(), Ordering::Relaxed);

@@ -10,7 +10,7 @@
 //! ```text
 //! QEMU -kernel kernel.elf (EL1, MMU off, device tree at 0x40000000)
 //!   _start                       boot.rs   FP on, identity map + MMU on, .bss, stack, vectors
-//!   kernel::boot_main            kernel.rs device tree → memory map → strata::Heap::init
+//!   kernel::boot_main            kernel.rs device tree → memory map → strata_alloc::Heap::init
 //!     gic / timer                gic.rs, timer.rs   GICv2 distributor, virtual timer PPI
 //!     smp::start_secondaries     smp.rs    PSCI CPU_ON (hvc/smc from /psci) for each CPU
 //!       __kernel_secondary_entry boot.rs   FP, MMU, stack and TPIDR_EL1 from its BootSlot

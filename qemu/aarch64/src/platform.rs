@@ -1,4 +1,4 @@
-//! The `strata::Platform` of this kernel and the global heap.
+//! The `strata_alloc::Platform` of this kernel and the global heap.
 //!
 //! The CPU id is the dense index the boot code stored in `TPIDR_EL1` (one
 //! `mrs`); the interrupt guard masks IRQs through `DAIF` and restores the
@@ -9,7 +9,7 @@ use crate::cpu::{self, IrqGuard};
 /// Platform hooks for strata on this kernel.
 pub struct KernelPlatform;
 
-impl strata::Platform for KernelPlatform {
+impl strata_alloc::Platform for KernelPlatform {
     type IrqGuard = IrqGuard;
 
     #[inline]
@@ -25,4 +25,4 @@ impl strata::Platform for KernelPlatform {
 
 /// The kernel heap: every `Box`, `Vec` and page allocation comes from here.
 #[global_allocator]
-pub static HEAP: strata::Heap<KernelPlatform> = strata::Heap::new();
+pub static HEAP: strata_alloc::Heap<KernelPlatform> = strata_alloc::Heap::new();

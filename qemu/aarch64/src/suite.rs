@@ -5,7 +5,7 @@
 //! the generic timer's virtual counter, and the timer interrupt's allocation
 //! counts and pause switch.
 
-use strata::Heap;
+use strata_alloc::Heap;
 
 use crate::platform::{HEAP, KernelPlatform};
 use crate::{console, cpu, kernel, timer};

@@ -1,7 +1,7 @@
 //! The in-kernel test suite for `strata`, shared by every QEMU test kernel.
 //!
 //! A test kernel boots, hands the firmware's memory map to a
-//! `strata::Heap` that it uses as its `#[global_allocator]`, starts every
+//! `strata_alloc::Heap` that it uses as its `#[global_allocator]`, starts every
 //! CPU, and then calls [`run`] on **all CPUs at once**. The suite drives the
 //! heap from every CPU concurrently and prints one line per test per CPU:
 //!
@@ -21,7 +21,7 @@
 //! struct Board;
 //! impl strata_ktest::Machine for Board {
 //!     type Platform = MyPlatform;
-//!     fn heap(&self) -> &'static strata::Heap<MyPlatform> { &HEAP }
+//!     fn heap(&self) -> &'static strata_alloc::Heap<MyPlatform> { &HEAP }
 //!     fn cpu_count(&self) -> usize { CPUS_ONLINE.load(Relaxed) }
 //!     fn cpu_index(&self) -> usize { my_cpu_index() }
 //!     fn print(&self, args: core::fmt::Arguments<'_>) { serial_println(args) }
@@ -83,7 +83,7 @@ mod sync;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use strata::{Heap, Platform};
+use strata_alloc::{Heap, Platform};
 
 use note::Note;
 
@@ -95,7 +95,7 @@ pub const MAX_CPUS: usize = 64;
 /// Every method may be called from any CPU at any time, including while
 /// the heap is exhausted.
 pub trait Machine: Sync {
-    /// The `strata::Platform` of the kernel's heap.
+    /// The `strata_alloc::Platform` of the kernel's heap.
     type Platform: Platform;
 
     /// The heap under test, which is also the `#[global_allocator]`.

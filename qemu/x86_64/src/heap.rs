@@ -1,9 +1,9 @@
-//! The kernel heap: one `strata::Heap` over every usable RAM range, used as
+//! The kernel heap: one `strata_alloc::Heap` over every usable RAM range, used as
 //! the global allocator.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use strata::{Heap, PhysRange};
+use strata_alloc::{Heap, PhysRange};
 
 use crate::platform::KernelPlatform;
 
@@ -20,7 +20,7 @@ static BASELINE_FREE_PAGES: AtomicU64 = AtomicU64::new(0);
 /// # Safety
 /// Every range is RAM that nothing else uses, now or later, and lies inside
 /// the identity map; called once.
-pub unsafe fn init(regions: &[PhysRange], max_cpus: usize) -> Result<(), strata::HeapError> {
+pub unsafe fn init(regions: &[PhysRange], max_cpus: usize) -> Result<(), strata_alloc::HeapError> {
     // SAFETY: per the caller, the ranges are unused, identity-mapped RAM;
     // this is the only call.
     unsafe { HEAP.init(0, max_cpus, regions)? };

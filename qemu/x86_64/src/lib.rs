@@ -12,7 +12,7 @@
 //!    RIP and CR2, then exit with failure), enables the local APIC, copies
 //!    the memory map and command line out of `hvm_start_info`, calibrates
 //!    the TSC and the APIC timer against the PIT, maps RAM above 4 GiB,
-//!    and hands every usable RAM range to `strata::Heap::init` (the
+//!    and hands every usable RAM range to `strata_alloc::Heap::init` (the
 //!    kernel's `#[global_allocator]`).
 //! 3. **Application processors** (`smp`): INIT-SIPI-SIPI to all others
 //!    through a real-mode trampoline at 0x8000; each AP enters long mode on
@@ -61,7 +61,7 @@ pub mod time;
 use core::sync::atomic::Ordering;
 
 use spin::Once;
-use strata::PhysRange;
+use strata_alloc::PhysRange;
 
 pub use machine::KernelMachine;
 pub use memmap::BootInfo;
@@ -229,7 +229,7 @@ pub fn start_bsp(start_info: u64, main: fn(&Kernel) -> bool) -> ! {
     // kernel image, all identity-mapped; nothing else in the kernel uses
     // memory outside its image and the low reserved area. Called once.
     if let Err(error) = unsafe { heap::init(regions.as_slice(), expected) } {
-        println!("boot: strata::Heap::init failed: {error:?}");
+        println!("boot: strata_alloc::Heap::init failed: {error:?}");
         qemu::exit(false);
     }
     println!(

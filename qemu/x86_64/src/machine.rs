@@ -4,7 +4,7 @@
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use strata::Heap;
+use strata_alloc::Heap;
 
 use crate::platform::KernelPlatform;
 use crate::{background, heap, percpu, serial, smp, time};

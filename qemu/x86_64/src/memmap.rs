@@ -16,7 +16,7 @@
 //! The rest of the low 1 MiB RAM stays in: it is what `alloc_pages` below
 //! 1 MiB serves (and EBDA/ROM areas are not type 1 in QEMU's map).
 
-use strata::{PhysAddr, PhysRange, PAGE_SIZE};
+use strata_alloc::{PhysAddr, PhysRange, PAGE_SIZE};
 
 /// `hvm_start_info.magic`.
 const START_INFO_MAGIC: u32 = 0x336E_C578;

@@ -12,10 +12,10 @@ use core::marker::PhantomData;
 
 use crate::{cpu, percpu};
 
-/// The kernel's `strata::Platform`.
+/// The kernel's `strata_alloc::Platform`.
 pub struct KernelPlatform;
 
-impl strata::Platform for KernelPlatform {
+impl strata_alloc::Platform for KernelPlatform {
     type IrqGuard = IrqGuard;
 
     /// This kernel has no scheduler: code inside strata is only ever

@@ -10,7 +10,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kernel::{cpu, memmap, percpu, println, time};
-use strata::Platform;
+use strata_alloc::Platform;
 
 kernel::entry_point!(main);
 

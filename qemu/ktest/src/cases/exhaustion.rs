@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use strata::PAGE_SIZE;
+use strata_alloc::PAGE_SIZE;
 
 use crate::block::Block;
 use crate::note::{fail, note, passed, Note};

@@ -9,7 +9,7 @@
 //! while held (so two CPUs handed the same frames would see each other's
 //! writes), then freed.
 
-use strata::{PageAllocation, PageRequest, PhysAddr, PAGE_SIZE};
+use strata_alloc::{PageAllocation, PageRequest, PhysAddr, PAGE_SIZE};
 
 use crate::note::{fail, passed, Note};
 use crate::{Ctx, Machine, TestResult};
@@ -21,7 +21,7 @@ const ALIGNS: [usize; 3] = [2, 16, 512];
 
 /// A page run held by the test; written with a pattern while held.
 struct Run<'h, M: Machine> {
-    heap: &'h strata::Heap<M::Platform>,
+    heap: &'h strata_alloc::Heap<M::Platform>,
     allocation: PageAllocation,
     seed: u64,
 }
