@@ -485,10 +485,17 @@ mod kernel {
         arch::halt()
     }
 
-    /// Taking a CPU offline: its cached objects go back to the shared lists.
+    /// Taking a CPU offline, on another CPU once `cpu` has parked itself
+    /// (interrupts masked, outside the allocator): its cached objects and
+    /// pages go back to the shared lists.
+    ///
+    /// # Safety
+    /// `cpu` is parked and announced it with a Release store that this CPU
+    /// read with Acquire.
     #[no_mangle]
-    pub extern "C" fn cpu_offline(cpu: usize) {
-        HEAP.drain_cpu(cpu);
+    pub unsafe extern "C" fn cpu_offline(cpu: usize) {
+        // SAFETY: the caller's contract is `drain_stopped_cpu`'s.
+        unsafe { HEAP.drain_stopped_cpu(cpu) };
     }
 
     /// Something a kernel keeps in a `Box`.

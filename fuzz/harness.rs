@@ -20,6 +20,11 @@
 //!   free block big enough afterwards;
 //! * `add_region` succeeds or fails exactly as the model of the regions
 //!   says, and a successful one adds its pages to the free count;
+//! * invalid calls ([`Op::Refused`]: interior and foreign pointers, wrong
+//!   layouts, page runs freed twice through either path, regions that
+//!   overlap the heap) are refused, with a panic or an error, and change
+//!   nothing; a drain from inside a claimed cache ([`Op::NestedDrain`])
+//!   returns at once;
 //! * at the end, once everything is freed, every CPU drained and the heap
 //!   reclaimed: the free page count is back to its value after `init` (plus
 //!   added regions), no span, run or cached object is left, and
@@ -29,8 +34,11 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use strata_alloc::size_class::SizeClass;
-use strata_alloc::{Heap, HeapError, PageRequest, PhysAddr, PhysRange, Platform, PAGE_SIZE};
+use strata_alloc::{
+    Drain, Heap, HeapError, PageRequest, PhysAddr, PhysRange, Platform, MAX_SMALL, PAGE_SIZE,
+};
 
 /// The largest byte size an op asks for.
 pub const MAX_SIZE: usize = 1 << 20;
@@ -46,12 +54,13 @@ thread_local! {
     static NESTED: Cell<Option<Nested>> = const { Cell::new(None) };
 }
 
-/// An allocation made from inside the allocator, right after a CPU cache is
-/// claimed, as an interrupt handler would.
+/// An allocation (or, with no layout, a drain of the current CPU) made
+/// from inside the allocator, right after a CPU cache is claimed, as an
+/// interrupt handler would.
 #[derive(Copy, Clone)]
 struct Nested {
     heap: *const Heap<OpCpu>,
-    layout: Layout,
+    layout: Option<Layout>,
 }
 
 /// A platform whose CPU id is whatever the current op set; it can re-enter
@@ -69,14 +78,20 @@ impl Platform for OpCpu {
             // SAFETY: `run` sets NESTED only while the heap it points to is
             // alive and clears it before the heap is dropped.
             let heap = unsafe { &*n.heap };
+            let Some(layout) = n.layout else {
+                // The interrupted context holds this CPU's cache: the drain
+                // must not wait for it.
+                assert_eq!(heap.drain_cpu(OpCpu::cpu_id()), Drain::Requested);
+                return;
+            };
             // SAFETY: the layout has a non-zero size.
-            let p = unsafe { heap.alloc(n.layout) };
+            let p = unsafe { heap.alloc(layout) };
             if !p.is_null() {
-                assert_eq!(p as usize % n.layout.align(), 0, "nested block misaligned");
-                fill(p, n.layout.size(), 0x4e57);
-                verify(p, n.layout.size(), 0x4e57);
+                assert_eq!(p as usize % layout.align(), 0, "nested block misaligned");
+                fill(p, layout.size(), 0x4e57);
+                verify(p, layout.size(), 0x4e57);
                 // SAFETY: allocated just above with this layout.
-                unsafe { heap.dealloc(p, n.layout) };
+                unsafe { heap.dealloc(p, layout) };
             }
         }
     }
@@ -195,6 +210,38 @@ pub enum Op {
         /// log2 of the alignment.
         align_log2: u8,
     },
+    /// The next op that claims a CPU cache calls `drain_cpu` on that CPU
+    /// from inside the allocator, as an interrupt handler would: it must
+    /// return `Drain::Requested` at once.
+    NestedDrain,
+    /// An invalid call, which must be refused (a panic naming the address,
+    /// or an error) and leave the heap unchanged. `how % 6` picks it:
+    /// 0. `dealloc` of a pointer one byte into a live block;
+    /// 1. `dealloc` of a live block with a layout of another size class or
+    ///    page count;
+    /// 2. `dealloc` of a pointer outside every region;
+    /// 3. `free_pages` of a live run, then `free_pages` of it again;
+    /// 4. `free_pages` of a live run, then `dealloc` of it as a large block;
+    /// 5. `add_region` of a range overlapping a region of the heap.
+    Refused {
+        /// Which block.
+        pick: u32,
+        /// Which invalid call.
+        how: u8,
+        /// The CPU.
+        cpu: Cpu,
+    },
+}
+
+/// Runs `f`, which must panic (the heap refusing a call), with the panic
+/// hook silenced meanwhile (the fuzzer's own hook would abort). Returns
+/// whether it panicked.
+fn refused(f: impl FnOnce()) -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.is_err()
 }
 
 /// The heap's setup.
@@ -408,10 +455,9 @@ pub fn run(config: &Config, ops: &[Op]) {
     // is used by nothing else; offset 0 maps host addresses to themselves.
     let init = unsafe { heap.init(0, config.max_cpus, &regions) };
     let has_caches = match init {
-        Ok(()) => true,
-        // Too little memory for the caches: the heap works on the central
-        // path alone.
-        Err(HeapError::OutOfMemory) => false,
+        // Too little memory for the caches (`cached_cpus == 0`): the heap
+        // works on the central path alone.
+        Ok(report) => report.cached_cpus > 0,
         Err(e) => panic!("init of {config:?} failed: {e}"),
     };
     let start_free = heap.stats().free_pages();
@@ -438,7 +484,7 @@ pub fn run(config: &Config, ops: &[Op]) {
             &mut added_free,
             op,
         );
-        if !matches!(op, Op::Nested { .. }) {
+        if !matches!(op, Op::Nested { .. } | Op::NestedDrain) {
             NESTED.with(|n| n.set(None));
         }
     }
@@ -465,7 +511,7 @@ pub fn run(config: &Config, ops: &[Op]) {
     }
     for cpu in 0..config.max_cpus + 2 {
         assert_eq!(
-            heap.drain_cpu(cpu),
+            heap.drain_cpu(cpu).is_drained(),
             has_caches && cpu < config.max_cpus,
             "drain_cpu({cpu})"
         );
@@ -698,7 +744,7 @@ fn step(
             // Drained from another CPU's context, as a hotplug path would.
             CPU.with(|c| c.set(0));
             assert_eq!(
-                heap.drain_cpu(id),
+                heap.drain_cpu(id).is_drained(),
                 has_caches && id < config.max_cpus,
                 "{op:?}"
             );
@@ -753,7 +799,121 @@ fn step(
             let align = 1usize << (align_log2 as u32).min(MAX_ALIGN_LOG2);
             let layout = Layout::from_size_align(size, align).unwrap();
             // Cleared after the next op.
-            NESTED.with(|n| n.set(Some(Nested { heap, layout })));
+            NESTED.with(|n| {
+                n.set(Some(Nested {
+                    heap,
+                    layout: Some(layout),
+                }))
+            });
+        }
+        Op::NestedDrain => {
+            // Cleared after the next op.
+            NESTED.with(|n| n.set(Some(Nested { heap, layout: None })));
+        }
+        Op::Refused { pick, how, cpu } => {
+            set_cpu(cpu);
+            refuse(heap, config, arena, model, pick, how, op);
         }
     }
+}
+
+/// [`Op::Refused`].
+fn refuse(
+    heap: &Heap<OpCpu>,
+    config: &Config,
+    arena: &Arena,
+    model: &mut Model,
+    pick: u32,
+    how: u8,
+    op: &Op,
+) {
+    let before = heap.stats().free_pages();
+    match how % 6 {
+        0..=2 => {
+            if model.global.is_empty() {
+                return;
+            }
+            let b = model.global[pick as usize % model.global.len()];
+            let Kind::Global(layout) = b.kind else {
+                unreachable!()
+            };
+            let small = layout.size() <= MAX_SMALL && layout.align() <= PAGE_SIZE;
+            let (ptr, layout) = match how % 6 {
+                0 => (b.ptr.wrapping_add(1), layout),
+                1 => {
+                    // A small block as a large one, a large one one page
+                    // longer.
+                    let size = if small {
+                        MAX_SMALL + 1
+                    } else {
+                        layout.size().div_ceil(PAGE_SIZE) * PAGE_SIZE + 1
+                    };
+                    (
+                        b.ptr,
+                        Layout::from_size_align(size, layout.align()).unwrap(),
+                    )
+                }
+                _ => {
+                    let local = 0u64;
+                    (&local as *const u64 as *mut u8, Layout::new::<u64>())
+                }
+            };
+            // SAFETY: refused before anything is touched (the test's point).
+            let panicked = refused(|| unsafe { heap.dealloc(ptr, layout) });
+            assert!(
+                panicked,
+                "{op:?}: dealloc({ptr:p}, {layout:?}) was accepted"
+            );
+            verify(b.ptr, b.len, b.seed);
+        }
+        3 | 4 => {
+            if model.pages.is_empty() {
+                return;
+            }
+            let b = model.pages.swap_remove(pick as usize % model.pages.len());
+            let Kind::Pages { phys, count } = b.kind else {
+                unreachable!()
+            };
+            verify(b.ptr, b.len, b.seed);
+            model.remove_addr(b.ptr);
+            // SAFETY: a live run of `count` pages, no longer used.
+            unsafe { heap.free_pages(PhysAddr::new(phys), count) };
+            let after_free = heap.stats().free_pages();
+            let panicked = if how % 6 == 3 {
+                // SAFETY: refused (the test's point).
+                refused(|| unsafe { heap.free_pages(PhysAddr::new(phys), count) })
+            } else {
+                let layout = Layout::from_size_align(count * PAGE_SIZE, PAGE_SIZE).unwrap();
+                // SAFETY: refused (the test's point).
+                refused(|| unsafe { heap.dealloc(b.ptr, layout) })
+            };
+            assert!(
+                panicked,
+                "{op:?}: a second free of the run at {phys:#x} was accepted"
+            );
+            assert_eq!(
+                heap.stats().free_pages(),
+                after_free,
+                "{op:?} changed the heap"
+            );
+            return;
+        }
+        _ => {
+            let Some(&(s, e)) = config.regions.get(pick as usize % config.regions.len()) else {
+                return;
+            };
+            let mid = arena.base() + (s + e) / 2;
+            let range = PhysRange::new(
+                PhysAddr::new(mid as u64),
+                PhysAddr::new((mid + 8 * PAGE_SIZE) as u64),
+            );
+            // SAFETY: refused before anything is touched.
+            let got = unsafe { heap.add_region(range) };
+            assert!(
+                matches!(got, Err(HeapError::Overlap { .. })),
+                "{op:?}: add_region({range:?}) overlapping the heap gave {got:?}"
+            );
+        }
+    }
+    assert_eq!(heap.stats().free_pages(), before, "{op:?} changed the heap");
 }

@@ -38,6 +38,17 @@
 //! * The first page of an allocated run says `RUN` (or `INTERNAL` for the
 //!   heap's own storage) and records the run's length, so a free can be
 //!   checked against it. Span pages are tagged by the span layer.
+//! * Every free, shrink and grow of a run checks, under the lock and before
+//!   it changes anything, that the head still says `RUN` or `INTERNAL` with
+//!   the length the caller names (a free of a span: that the head is a
+//!   span's first page), and panics naming the address otherwise. The
+//!   callers' own checks take no lock, so two CPUs freeing one run can both
+//!   pass them; the one that takes the lock second finds the head `UNUSED`.
+//! * A request with a physical limit is served from a free block of a
+//!   fitting order whose first `n` pages end at or below the limit, or from
+//!   adjacent smaller free blocks that together hold `n` pages ending
+//!   there (the same assembly as an unlimited request that no single block
+//!   serves), both honouring the alignment.
 //! * A run of any length `n` costs exactly `n` pages: a request is served
 //!   from a block of order `ceil(log2 n)` (or the alignment's order if
 //!   larger), and the surplus goes straight back as aligned blocks. The
@@ -78,8 +89,9 @@ use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SHIFT, PA
 use crate::error::HeapError;
 use crate::platform::IrqOff;
 use crate::sync::CacheAligned;
+use crate::sync::IrqLock;
 use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spin::mutex::SpinMutexGuard;
 use static_assertions::const_assert_eq;
 
 /// The largest block order: `2^26` pages (256 GiB) is one block.
@@ -126,11 +138,12 @@ pub(crate) mod kind {
     pub const RUN: u8 = 4;
     /// First page of a run the heap uses itself; `a` is its length.
     pub const INTERNAL: u8 = 5;
+    /// A one-page run on a CPU's page list: free to its callers, allocated
+    /// to the page heap. A page turns from `RUN` to `CACHED` (its free)
+    /// and back (its allocation from the list) only by compare-exchange,
+    /// so a second free of it, through any path, fails.
+    pub const CACHED: u8 = 6;
 }
-
-/// `PageMeta::b` of a one-page `RUN` that sits on a CPU's page list (0
-/// when it is with a caller): what tells a double `free_pages` apart.
-pub(crate) const CACHED_PAGE: u32 = 1;
 
 /// Per-page metadata, out of band (like Linux's `struct page`).
 ///
@@ -141,7 +154,8 @@ pub(crate) const CACHED_PAGE: u32 = 1;
 /// | `FREE`      | order         | –                          | prev       | next     |
 /// | `SPAN_HEAD` | class         | objects out / carved / head of free list | prev | next |
 /// | `SPAN_HEAD + d` | class     | –                          | –          | –        |
-/// | `RUN`       | –             | –                          | page count | [`CACHED_PAGE`] or 0 |
+/// | `RUN`, `INTERNAL` | –       | –                          | page count | 0        |
+/// | `CACHED`    | –             | –                          | 1          | 0        |
 #[repr(C, align(16))]
 pub(crate) struct PageMeta {
     /// `kind | (class_or_order << 8)`.
@@ -168,6 +182,14 @@ impl PageMeta {
     #[inline(always)]
     pub(crate) fn set_tag(&self, kind: u8, high: u8) {
         self.tag.store(kind as u16 | (high as u16) << 8, R)
+    }
+    /// Changes the tag from `from` to `to` (both with a high byte of 0) in
+    /// one compare-exchange; `false` if it was not `from`.
+    #[inline]
+    pub(crate) fn change_kind(&self, from: u8, to: u8) -> bool {
+        self.tag
+            .compare_exchange(from as u16, to as u16, Ordering::AcqRel, R)
+            .is_ok()
     }
 }
 
@@ -339,7 +361,7 @@ pub struct PageHeap {
     offset: AtomicUsize,
     count: AtomicUsize,
     slots: [RegionSlot; MAX_REGIONS],
-    lists: CacheAligned<SpinMutex<Lists>>,
+    lists: CacheAligned<IrqLock<Lists>>,
 }
 
 /// `ceil(log2(n))` for `n >= 1`.
@@ -358,7 +380,7 @@ impl PageHeap {
             offset: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
             slots: [const { RegionSlot::EMPTY }; MAX_REGIONS],
-            lists: CacheAligned(SpinMutex::new(Lists {
+            lists: CacheAligned(IrqLock::new(Lists {
                 heads: [[NIL; ORDERS]; MAX_REGIONS],
                 masks: [0; MAX_REGIONS],
                 blocks: [0; ORDERS],
@@ -391,8 +413,8 @@ impl PageHeap {
         self.offset().to_virt(pfn.addr())
     }
 
-    fn lock<'a>(&'a self, _irq: IrqOff<'_>) -> SpinMutexGuard<'a, Lists> {
-        self.lists.lock()
+    fn lock<'a>(&'a self, irq: IrqOff<'a>) -> SpinMutexGuard<'a, Lists> {
+        self.lists.lock(irq)
     }
 
     /// The published region with this index.
@@ -608,9 +630,9 @@ impl PageHeap {
         self.alloc_locked(&mut lists, n, align_order, limit, kind)
     }
 
-    /// Takes up to `out.len()` single pages (runs of one page, tagged `RUN`)
-    /// under one acquisition of the lock, for a CPU's page list. Returns
-    /// how many; their virtual addresses are in `out`.
+    /// Takes up to `out.len()` single pages (runs of one page, tagged
+    /// `CACHED`) under one acquisition of the lock, for a CPU's page list.
+    /// Returns how many; their virtual addresses are in `out`.
     pub(crate) fn alloc_singles(&self, irq: IrqOff<'_>, out: &mut [VirtAddr]) -> usize {
         let mut lists = self.lock(irq);
         let mut n = 0;
@@ -618,21 +640,24 @@ impl PageHeap {
             let Some(run) = self.alloc_locked(&mut lists, 1, 0, None, kind::RUN) else {
                 break;
             };
-            run.region.meta(run.index).b.store(CACHED_PAGE, R);
+            run.region.meta(run.index).set_tag(kind::CACHED, 0);
             out[n] = self.virt(run.region.pfn(run.index));
             n += 1;
         }
         n
     }
 
-    /// Frees single pages (runs of one page, tagged `RUN`) under one
-    /// acquisition of the lock: a CPU's page list flushing.
+    /// Frees single pages (tagged `CACHED`) under one acquisition of the
+    /// lock: a CPU's page list flushing.
     pub(crate) fn free_singles(&self, irq: IrqOff<'_>, pages: &[VirtAddr]) {
         let mut lists = self.lock(irq);
         for &page in pages {
             let Some((region, index)) = self.find(page) else {
                 unreachable!("strata: cached page {page} is outside every region");
             };
+            if !region.meta(index).change_kind(kind::CACHED, kind::RUN) {
+                unreachable!("strata: page {page} on a CPU's page list is not marked as cached");
+            }
             self.free_locked(&mut lists, Run { region, index }, 1);
         }
     }
@@ -699,16 +724,22 @@ impl PageHeap {
                         (region, index, Some(order))
                     }
                     None => {
-                        let (region, index) = self.assemble(lists, count, n, align_order)?;
+                        let (region, index) = self.assemble(lists, count, n, align_order, None)?;
                         (region, index, None)
                     }
                 }
             }
             Some(limit) => {
                 self.unpark_all(lists);
-                let (region, index, order) =
-                    self.take_below(lists, count, n, need, limit.as_u64())?;
-                (region, index, Some(order))
+                let limit = limit.as_u64();
+                match self.take_below(lists, count, n, need, limit) {
+                    Some((region, index, order)) => (region, index, Some(order)),
+                    None => {
+                        let (region, index) =
+                            self.assemble(lists, count, n, align_order, Some(limit))?;
+                        (region, index, None)
+                    }
+                }
             }
         };
         if let Some(mut order) = order {
@@ -739,7 +770,8 @@ impl PageHeap {
     }
 
     /// Finds and unlinks a free block of order >= `need` whose first `n`
-    /// pages end at or below `limit`.
+    /// pages end at or below `limit`. A run that only smaller blocks below
+    /// the limit hold is left to [`assemble`](Self::assemble).
     #[cold]
     #[inline(never)]
     fn take_below<'a>(
@@ -772,10 +804,15 @@ impl PageHeap {
         None
     }
 
-    /// Finds `n` free pages made of adjacent smaller blocks when no block of
-    /// order `ceil(log2 n)` is free (a region that is not a power of two, or
-    /// fragmentation), the first aligned to `2^align_order` pages. Unlinks
-    /// the blocks and frees what lies past `n`.
+    /// Finds `n` free pages made of adjacent smaller blocks when no single
+    /// block serves the request (a region that is not a power of two,
+    /// fragmentation, or a `limit` that the fitting blocks end past): a run
+    /// that starts at the head of a free block of order below
+    /// `max(ceil(log2 n), align_order)` aligned to `2^align_order` pages,
+    /// whose pages are all free, and which ends at or below frame `limit`
+    /// if given. Unlinks the blocks and frees what lies past `n`.
+    ///
+    /// Parked blocks are not seen: the caller merges them first.
     ///
     /// # Time Complexity
     /// O(free blocks × log n): the slow path before reporting out of memory.
@@ -787,14 +824,27 @@ impl PageHeap {
         count: usize,
         n: u64,
         align_order: u32,
+        limit: Option<u64>,
     ) -> Option<(Region<'a>, u64)> {
-        let top = ceil_log2(n);
+        // Blocks of order `top` or more serve the request alone, and
+        // `alloc_locked` / `take_below` looked at those already; a head of a
+        // lower order can still be aligned well enough.
+        let top = ceil_log2(n).max(align_order);
+        let limit = limit.unwrap_or(u64::MAX);
+        let misaligned = (1u64 << align_order) - 1;
         for r in 0..count {
             let region = self.region(r);
-            for order in (align_order..top).rev() {
+            if region.base + n > limit {
+                continue;
+            }
+            for order in (0..top).rev() {
                 let mut h = lists.heads[r][order as usize];
                 while h != NIL {
                     let start = h as u64;
+                    h = region.meta(start).b.load(R);
+                    if (region.base + start) & misaligned != 0 || region.base + start + n > limit {
+                        continue;
+                    }
                     let end = start + n;
                     let mut cursor = start;
                     while cursor < end && cursor < region.pages {
@@ -814,7 +864,6 @@ impl PageHeap {
                         Self::free_range(lists, region, end, cursor - end);
                         return Some((region, start));
                     }
-                    h = region.meta(start).b.load(R);
                 }
             }
         }
@@ -822,18 +871,28 @@ impl PageHeap {
     }
 
     /// Frees a run of `n` pages at region-local `index`.
+    ///
+    /// # Panics
+    /// If the run is not a live run of `n` pages (or a span) under the lock.
     pub(crate) fn free(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64) {
         let mut lists = self.lock(irq);
         self.free_locked(&mut lists, run, n)
     }
 
     fn free_locked(&self, lists: &mut Lists, run: Run<'_>, n: u64) {
-        let head = run.region.meta(run.index);
+        let head = self.live_run(run, n, true);
         if head.kind() == kind::RUN {
+            // A `free_pages` on another CPU may turn a one-page run into a
+            // `CACHED` page at any moment without this lock: take the run
+            // with a compare-exchange, so of two such frees exactly one wins.
+            if !head.change_kind(kind::RUN, kind::UNUSED) {
+                self.dead_run(run, n);
+            }
             lists.runs -= 1;
             lists.run_pages -= n;
+        } else {
+            head.set_tag(kind::UNUSED, 0);
         }
-        head.set_tag(kind::UNUSED, 0);
         if !n.is_power_of_two() && n < 1 << PARK_MAX_ORDER {
             lists.free_pages += n;
             if let Some(merged) = self.beside_parked_run(lists, run, n) {
@@ -860,6 +919,43 @@ impl PageHeap {
             index += 1 << order;
             left -= 1 << order;
         }
+    }
+
+    /// The head of `run`, checked under the lock to be a live run of `n`
+    /// pages before anything is changed: a `RUN` or `INTERNAL` head that
+    /// records `n`, or (`span`, a free) the head of a span, whose retirement
+    /// the span's central-list lock serialises. The callers' lock-free
+    /// checks cannot see a second free of the run racing with the first;
+    /// whichever takes the lock second finds the head `UNUSED` here.
+    ///
+    /// # Panics
+    /// If it is not, naming the run's address.
+    #[inline(always)]
+    fn live_run<'a>(&self, run: Run<'a>, n: u64, span: bool) -> &'a PageMeta {
+        let head = run.region.meta(run.index);
+        let tag = head.tag();
+        let live = if tag == kind::RUN as u16 || tag == kind::INTERNAL as u16 {
+            head.a.load(R) as u64 == n
+        } else {
+            span && tag as u8 == kind::SPAN_HEAD
+        };
+        if !live {
+            self.dead_run(run, n);
+        }
+        head
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn dead_run(&self, run: Run<'_>, n: u64) -> ! {
+        let addr = self.virt(run.region.pfn(run.index));
+        let head = run.region.meta(run.index);
+        let (tag, len) = (head.tag(), head.a.load(R));
+        panic!(
+            "strata: free of {addr}: no live run of {n} pages there when the page heap \
+             checked it under its lock (tag {tag:#06x}, length {len}): freed twice, or freed \
+             or resized by two CPUs at once"
+        )
     }
 
     /// Parks a freed block as the one kept unmerged for its order, merging
@@ -984,14 +1080,22 @@ impl PageHeap {
     }
 
     /// Returns pages `[index + keep, index + n)` of a run to the free lists.
+    ///
+    /// # Panics
+    /// If the run is not a live run of `n` pages under the lock.
     pub(crate) fn shrink(&self, irq: IrqOff<'_>, run: Run<'_>, n: u64, keep: u64) {
         let mut lists = self.lock(irq);
+        let head = self.live_run(run, n, false);
         lists.run_pages -= n - keep;
-        run.region.meta(run.index).a.store(keep as u32, R);
+        head.a.store(keep as u32, R);
         Self::free_range(&mut lists, run.region, run.index + keep, n - keep);
     }
 
     /// Extends a run of `n` pages to `new_n` if the pages after it are free.
+    ///
+    /// # Panics
+    /// If the run is not a live run of `n` pages under the lock (a grow
+    /// past the region's end returns `false` without the lock).
     ///
     /// # Time Complexity
     /// O(log(new_n - n)) blocks inspected.
@@ -1002,11 +1106,12 @@ impl PageHeap {
             return false;
         }
         let mut lists = self.lock(irq);
+        let head = self.live_run(run, n, false);
         self.unpark_all(&mut lists);
         if !Self::claim_free(&mut lists, region, run.index + n, end) {
             return false;
         }
-        region.meta(run.index).a.store(new_n as u32, R);
+        head.a.store(new_n as u32, R);
         lists.run_pages += new_n - n;
         let used = lists.managed_pages - lists.free_pages;
         lists.peak_used = lists.peak_used.max(used);
@@ -1167,14 +1272,21 @@ impl PageHeap {
                 );
                 while i != NIL {
                     let m = region.meta(i as u64);
-                    assert_eq!(m.tag(), kind::FREE as u16 | (order as u16) << 8);
+                    assert_eq!(
+                        m.tag(),
+                        kind::FREE as u16 | (order as u16) << 8,
+                        "tag of free block {i} of region {r} on the list of order {order}"
+                    );
                     assert_eq!(m.a.load(R), prev, "back link");
                     assert_eq!(
                         (region.base + i as u64) % (1 << order),
                         0,
                         "block alignment"
                     );
-                    assert!(i as u64 + (1 << order) <= region.pages);
+                    assert!(
+                        i as u64 + (1 << order) <= region.pages,
+                        "free block {i} of order {order} ends past region {r}"
+                    );
                     free += 1u64 << order;
                     prev = i;
                     i = m.b.load(R);
@@ -1211,15 +1323,22 @@ mod tests {
     /// A page-aligned host buffer posing as physical memory (offset 0).
     struct Arena {
         mem: Vec<u8>,
+        /// Bytes the first page is aligned to.
+        align: usize,
     }
     impl Arena {
         fn new(pages: usize) -> Self {
+            Self::aligned(pages, 1)
+        }
+        /// `pages` pages whose first is aligned to `align` pages.
+        fn aligned(pages: usize, align: usize) -> Self {
             Arena {
-                mem: std::vec![0u8; (pages + 1) * PAGE_SIZE],
+                mem: std::vec![0u8; (pages + align) * PAGE_SIZE],
+                align: align * PAGE_SIZE,
             }
         }
         fn range(&mut self, from_page: usize, pages: usize) -> PhysRange {
-            let base = (self.mem.as_mut_ptr() as usize).next_multiple_of(PAGE_SIZE)
+            let base = (self.mem.as_mut_ptr() as usize).next_multiple_of(self.align)
                 + from_page * PAGE_SIZE;
             PhysRange::from_start_len(PhysAddr::new(base as u64), (pages * PAGE_SIZE) as u64)
                 .unwrap()
@@ -1227,7 +1346,7 @@ mod tests {
     }
 
     fn irq() -> IrqOff<'static> {
-        IrqOff::new(&())
+        IrqOff::for_tests()
     }
 
     #[test]
@@ -1380,6 +1499,204 @@ mod tests {
         heap.free(irq(), run, 2);
         assert_eq!(heap.stats(irq()).free_pages, start);
         heap.check(irq());
+    }
+
+    /// A heap over one region of exactly `2^order` managed pages, the first
+    /// aligned to their number: one free block of `order`.
+    fn one_block(order: u32) -> (Arena, PageHeap) {
+        let pages = 1usize << order;
+        let meta = (pages * core::mem::size_of::<PageMeta>()).div_ceil(PAGE_SIZE);
+        let mut a = Arena::aligned(pages + meta, pages);
+        let heap = PageHeap::new();
+        // SAFETY: the arena is a live host buffer, identity-mapped, used by this heap only.
+        let managed = unsafe { heap.add_region(irq(), a.range(0, pages + meta)) }.unwrap();
+        assert_eq!(managed, pages as u64);
+        assert_eq!(heap.stats(irq()).free_blocks, blocks_of(order));
+        (a, heap)
+    }
+
+    /// Free block counts of exactly one block of `order`.
+    fn blocks_of(order: u32) -> [u64; ORDERS] {
+        let mut b = [0; ORDERS];
+        b[order as usize] = 1;
+        b
+    }
+
+    #[test]
+    fn freeing_everything_coalesces_into_one_block() {
+        let (_a, heap) = one_block(10);
+        // Every page its own run, freed from the lowest up and from the
+        // highest down: each upper and each lower buddy must merge.
+        for reverse in [false, true] {
+            let mut runs: Vec<_> = (0..1024)
+                .map(|_| heap.alloc(irq(), 1, 0, None, kind::RUN).unwrap())
+                .collect();
+            runs.sort_by_key(|r| r.index);
+            if reverse {
+                runs.reverse();
+            }
+            for run in runs {
+                heap.free(irq(), run, 1);
+            }
+            heap.unpark_all(&mut heap.lock(irq()));
+            heap.check(irq());
+            assert_eq!(
+                heap.stats(irq()).free_blocks,
+                blocks_of(10),
+                "reverse {reverse}"
+            );
+        }
+        // Runs of mixed sizes, freed in a scrambled order.
+        let mut runs = Vec::new();
+        for n in [3u64, 1, 7, 2, 100, 5, 64, 33, 9, 300, 17] {
+            runs.push((heap.alloc(irq(), n, 0, None, kind::RUN).unwrap(), n));
+        }
+        for i in [4usize, 0, 9, 2, 7, 1, 10, 5, 3, 8, 6] {
+            let (run, n) = runs[i];
+            heap.free(irq(), run, n);
+        }
+        heap.unpark_all(&mut heap.lock(irq()));
+        heap.check(irq());
+        assert_eq!(heap.stats(irq()).free_blocks, blocks_of(10));
+        let all = heap.alloc(irq(), 1024, 0, None, kind::RUN).unwrap();
+        assert_eq!(all.index, 0);
+        heap.free(irq(), all, 1024);
+    }
+
+    #[test]
+    #[should_panic(expected = "tag of free block 0 of region 0 on the list of order 6")]
+    fn check_catches_a_free_block_of_the_wrong_order() {
+        let (_a, heap) = one_block(6);
+        heap.region(0).meta(0).set_tag(kind::FREE, 5);
+        heap.check(irq());
+    }
+
+    #[test]
+    #[should_panic(expected = "tag of free block 0 of region 0 on the list of order 6")]
+    fn check_catches_a_free_block_tagged_as_a_run() {
+        let (_a, heap) = one_block(6);
+        heap.region(0).meta(0).set_tag(kind::RUN, 0);
+        heap.check(irq());
+    }
+
+    #[test]
+    #[should_panic(expected = "free page count")]
+    fn check_catches_a_wrong_free_count() {
+        let (_a, heap) = one_block(6);
+        heap.lock(irq()).free_pages += 1;
+        heap.check(irq());
+    }
+
+    #[test]
+    #[should_panic(expected = "no live run of 3 pages there when the page heap checked it")]
+    fn a_second_free_panics_under_the_lock() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 3, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 3);
+        heap.free(irq(), run, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "no live run of 8 pages there when the page heap checked it")]
+    fn a_second_free_of_a_parked_block_panics_under_the_lock() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 8, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 8);
+        heap.free(irq(), run, 8);
+    }
+
+    #[test]
+    #[should_panic(expected = "no live run of 4 pages there when the page heap checked it")]
+    fn a_free_of_the_wrong_length_panics_under_the_lock() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 3, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "no live run of 5 pages there when the page heap checked it")]
+    fn a_shrink_of_a_freed_run_panics_under_the_lock() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 5, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 5);
+        heap.shrink(irq(), run, 5, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "no live run of 5 pages there when the page heap checked it")]
+    fn a_grow_of_a_freed_run_panics_under_the_lock() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 5, 0, None, kind::RUN).unwrap();
+        heap.free(irq(), run, 5);
+        heap.grow(irq(), run, 5, 6);
+    }
+
+    #[test]
+    fn the_message_names_the_address() {
+        let (_a, heap) = one_block(6);
+        let run = heap.alloc(irq(), 2, 0, None, kind::RUN).unwrap();
+        let addr = heap.virt(run.region.pfn(run.index));
+        heap.free(irq(), run, 2);
+        let err =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| heap.free(irq(), run, 2)))
+                .unwrap_err();
+        let text = err.downcast::<std::string::String>().unwrap();
+        assert!(
+            text.starts_with(&std::format!("strata: free of {addr}: ")),
+            "{text}"
+        );
+        // The panic released the lock and changed nothing.
+        heap.check(irq());
+        assert_eq!(heap.stats(irq()).free_pages, 64);
+    }
+
+    #[test]
+    fn a_parked_run_stays_under_the_parking_limit() {
+        let (_a, heap) = one_block(11);
+        let id = |run: Run<'_>| run.region.id(run.index).0;
+        // 300 pages, then 724 right after them (where the first ended).
+        let a1 = heap.alloc(irq(), 300, 0, None, kind::RUN).unwrap();
+        let a2 = heap.alloc(irq(), 724, 0, None, kind::RUN).unwrap();
+        assert_eq!(a2.index, a1.index + 300);
+        heap.free(irq(), a1, 300);
+        assert_eq!(heap.lock(irq()).parked_run, (id(a1), 300));
+        // Together 1024 pages: the parking limit, so they stay apart.
+        heap.free(irq(), a2, 724);
+        assert_eq!(heap.lock(irq()).parked_run, (id(a2), 724));
+        heap.check(irq());
+        // 300 + 723 pages join.
+        let b1 = heap.alloc(irq(), 300, 0, None, kind::RUN).unwrap();
+        let b2 = heap.alloc(irq(), 723, 0, None, kind::RUN).unwrap();
+        assert_eq!(b2.index, b1.index + 300);
+        heap.free(irq(), b1, 300);
+        heap.free(irq(), b2, 723);
+        assert_eq!(heap.lock(irq()).parked_run, (id(b1), 1023));
+        heap.check(irq());
+        heap.unpark_all(&mut heap.lock(irq()));
+        assert_eq!(heap.stats(irq()).free_blocks, blocks_of(11));
+    }
+
+    #[test]
+    fn a_run_grows_to_the_region_end_and_no_further() {
+        let (_a, heap) = one_block(10);
+        let run = heap.alloc(irq(), 1019, 0, None, kind::RUN).unwrap();
+        assert_eq!(run.index, 0);
+        assert!(!heap.grow(irq(), run, 1019, 1025), "past the region's end");
+        assert!(heap.grow(irq(), run, 1019, 1024), "to the region's end");
+        assert_eq!(heap.stats(irq()).free_pages, 0);
+        heap.shrink(irq(), run, 1024, 1019);
+        assert_eq!(heap.stats(irq()).free_pages, 5);
+        // The next run of an odd length starts where this one ended
+        // (next fit) only if it fits before the region's end.
+        let next = heap.alloc(irq(), 7, 0, None, kind::RUN);
+        assert!(next.is_none(), "7 pages do not fit in the last 5");
+        let next = heap.alloc(irq(), 5, 0, None, kind::RUN).unwrap();
+        assert_eq!(next.index, 1019);
+        heap.free(irq(), next, 5);
+        heap.free(irq(), run, 1019);
+        heap.unpark_all(&mut heap.lock(irq()));
+        heap.check(irq());
+        assert_eq!(heap.stats(irq()).free_blocks, blocks_of(10));
     }
 
     #[test]

@@ -41,8 +41,8 @@ use crate::debug;
 use crate::platform::IrqOff;
 use crate::size_class::SizeClass;
 use crate::span::{self, Span};
+use crate::sync::IrqLock;
 use core::sync::atomic::Ordering;
-use spin::mutex::SpinMutex;
 
 const R: Ordering = Ordering::Relaxed;
 
@@ -89,13 +89,13 @@ pub struct ClassStats {
 /// do not share (and bounce) a line.
 #[repr(align(128))]
 pub(crate) struct CentralList {
-    lists: SpinMutex<Lists>,
+    lists: IrqLock<Lists>,
 }
 
 impl CentralList {
     pub(crate) const fn new() -> Self {
         CentralList {
-            lists: SpinMutex::new(Lists {
+            lists: IrqLock::new(Lists {
                 head: PageId::NIL,
                 tail: PageId::NIL,
                 spans: 0,
@@ -120,7 +120,7 @@ impl CentralList {
         poison: bool,
     ) -> usize {
         let offset = pages.offset();
-        let mut l = self.lists.lock();
+        let mut l = self.lists.lock(irq);
         let mut n = 0;
         while n < out.len() {
             let span = if l.head.is_nil() {
@@ -197,7 +197,7 @@ impl CentralList {
     ) {
         let info = class.info();
         let keep = reserve(class);
-        let mut l = self.lists.lock();
+        let mut l = self.lists.lock(irq);
         for &obj in objs {
             let Some((span, index)) = Span::locate_own(pages, obj, class) else {
                 Self::give_other(&mut l, irq, pages, class, obj, keep);
@@ -269,7 +269,7 @@ impl CentralList {
 
     /// Gives every empty span back to the page heap. Returns the pages freed.
     pub(crate) fn reclaim(&self, irq: IrqOff<'_>, pages: &PageHeap) -> u64 {
-        let mut l = self.lists.lock();
+        let mut l = self.lists.lock(irq);
         let mut freed = 0;
         let mut cursor = l.head;
         while !cursor.is_nil() {
@@ -296,20 +296,20 @@ impl CentralList {
     /// O(objects per span).
     pub(crate) fn is_free(
         &self,
-        _irq: IrqOff<'_>,
+        irq: IrqOff<'_>,
         pages: &PageHeap,
         class: SizeClass,
         obj: VirtAddr,
     ) -> bool {
-        let _l = self.lists.lock();
+        let _l = self.lists.lock(irq);
         match Span::locate(pages, obj, class) {
             Ok((span, index, _)) => span.is_free(pages.offset(), index),
             Err(_) => false,
         }
     }
 
-    pub(crate) fn stats(&self) -> ClassStats {
-        let l = self.lists.lock();
+    pub(crate) fn stats(&self, irq: IrqOff<'_>) -> ClassStats {
+        let l = self.lists.lock(irq);
         ClassStats {
             spans: l.spans,
             span_pages: l.pages,

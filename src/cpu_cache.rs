@@ -43,7 +43,7 @@
 //! batch 63). It is refilled and flushed half a list at a time under one
 //! acquisition of the page heap's lock. To the page heap the pages on a
 //! list are one-page runs; a list page is marked in its metadata
-//! (`CACHED_PAGE` in `buddy.rs`), so a second `free_pages` of it panics as
+//! (`kind::CACHED` in `buddy.rs`), so a second free of it panics as
 //! a double free. Requests for more than one page, an alignment or a
 //! physical limit go to the page heap. The free-page count of
 //! [`HeapStats`](crate::HeapStats) includes the pages on the lists.
@@ -62,6 +62,17 @@
 //! its CPU id — does not wait: it takes the central path, which is correct
 //! from any context. So the fast path never spins and is safe against
 //! re-entry without masking interrupts.
+//!
+//! The claim is a guard, `Claimed`: the stacks can only be reached
+//! through it, and dropping it releases the claim (also when a panic
+//! unwinds through the allocator). A context on another CPU claims only
+//! with a compare-exchange, and never the cache of a non-preemptive CPU,
+//! whose owner's plain load and store a remote compare-exchange could
+//! interleave with (`Claim::try_claim_from`). Where a drain cannot claim
+//! a cache, it sets the cache's drain request instead, and the owner
+//! drains on its next refill or flush (`Heap::drain_cpu`). The loom models
+//! at the end of this file check both protocols, and an owner interrupted
+//! inside its claim.
 //!
 //! # Storage
 //!
@@ -164,13 +175,33 @@ impl Claim {
     pub(crate) fn try_claim<P: Platform>(&self) -> bool {
         if P::NON_PREEMPTIVE {
             // Only a nested interrupt handler can run between the load and
-            // the store, and it releases the flag before we resume.
-            if self.busy.load(R) {
+            // the store, and it releases the flag before we resume. Only
+            // this CPU's contexts take the claim this way: a context on
+            // another CPU never claims a non-preemptive CPU's cache (see
+            // `Heap::drain_cpu`), except under `Heap::drain_stopped_cpu`'s
+            // contract. Acquire still pairs with that drainer's release.
+            if self.busy.load(Ordering::Acquire) {
                 return false;
             }
             self.busy.store(true, R);
             compiler_fence(Ordering::SeqCst);
             true
+        } else {
+            self.try_claim_atomic()
+        }
+    }
+
+    /// Takes the claim for a context on the cache's own CPU (`same_cpu`)
+    /// or on another CPU. A context on another CPU takes it only with a
+    /// compare-exchange, and never on a non-preemptive platform: there the
+    /// owner claims with a plain load and store, which a compare-exchange
+    /// elsewhere could interleave with (both would hold the claim).
+    #[inline(always)]
+    pub(crate) fn try_claim_from<P: Platform>(&self, same_cpu: bool) -> bool {
+        if same_cpu {
+            self.try_claim::<P>()
+        } else if P::NON_PREEMPTIVE {
+            false
         } else {
             self.try_claim_atomic()
         }
@@ -258,6 +289,10 @@ impl Stack<'_> {
 #[repr(C, align(64))]
 pub(crate) struct CpuCache {
     claim: Claim,
+    /// Set by a context that wanted to drain this cache and could not
+    /// claim it (see [`Heap::drain_cpu`](crate::Heap::drain_cpu)); the
+    /// owner drains on its next refill or flush.
+    drain_request: AtomicBool,
     /// Per class: the next free slot of its stack ([`Stack::top`]).
     tops: [AtomicPtr<VirtAddr>; STACKS],
     /// Per class: its first slot.
@@ -309,6 +344,7 @@ impl CpuCache {
         unsafe {
             at.write(CpuCache {
                 claim: Claim::new(),
+                drain_request: AtomicBool::new(false),
                 tops,
                 bottoms,
                 ends,
@@ -322,23 +358,43 @@ impl CpuCache {
         }
     }
 
-    /// Claims the cache for the calling context; `false` if another holds it.
+    /// Claims the cache for the calling context; `None` if another holds
+    /// it. Never waits.
     #[inline(always)]
-    pub(crate) fn try_claim<P: Platform>(&self) -> bool {
-        self.claim.try_claim::<P>()
+    pub(crate) fn claim<P: Platform>(&self) -> Option<Claimed<'_>> {
+        // Not `then_some`: a `Claimed` made and dropped on failure would
+        // release the holder's claim.
+        if self.claim.try_claim::<P>() {
+            Some(Claimed { cache: self })
+        } else {
+            None
+        }
     }
 
-    /// Claims the cache with an atomic compare-exchange, whatever the platform: for a
-    /// context that is not the cache's own CPU (see
-    /// [`Heap::drain_cpu`](crate::Heap::drain_cpu)).
-    pub(crate) fn try_claim_atomic(&self) -> bool {
-        self.claim.try_claim_atomic()
+    /// Claims the cache from a context on its own CPU (`same_cpu`) or on
+    /// another CPU; see [`Claim::try_claim_from`].
+    pub(crate) fn claim_from<P: Platform>(&self, same_cpu: bool) -> Option<Claimed<'_>> {
+        if self.claim.try_claim_from::<P>(same_cpu) {
+            Some(Claimed { cache: self })
+        } else {
+            None
+        }
     }
 
-    /// Releases a claim taken by [`try_claim`](Self::try_claim).
-    #[inline(always)]
-    pub(crate) fn release(&self) {
-        self.claim.release()
+    /// Claims the cache with an atomic compare-exchange, whatever the
+    /// platform: only for a CPU known to be stopped (see
+    /// [`Heap::drain_stopped_cpu`](crate::Heap::drain_stopped_cpu)).
+    pub(crate) fn claim_atomic(&self) -> Option<Claimed<'_>> {
+        if self.claim.try_claim_atomic() {
+            Some(Claimed { cache: self })
+        } else {
+            None
+        }
+    }
+
+    /// Asks the owner to drain the cache on its next refill or flush.
+    pub(crate) fn request_drain(&self) {
+        self.drain_request.store(true, Ordering::Release);
     }
 
     /// Counts an operation that found the cache claimed.
@@ -365,32 +421,6 @@ impl CpuCache {
                 end: *self.ends.get_unchecked(i),
             }
         }
-    }
-
-    /// Pops a cached object of `class`. Caller holds the claim.
-    #[inline(always)]
-    pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
-        self.pop_at(class.index())
-    }
-
-    /// Pushes a freed object; `false` if the stack is full. Caller holds
-    /// the claim.
-    #[inline(always)]
-    pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
-        self.push_at(class.index(), obj)
-    }
-
-    /// Pops a page from the page list. Caller holds the claim.
-    #[inline(always)]
-    pub(crate) fn pop_page(&self) -> Option<VirtAddr> {
-        self.pop_at(PAGE_STACK)
-    }
-
-    /// Pushes a freed page on the page list; `false` if it is full. Caller
-    /// holds the claim.
-    #[inline(always)]
-    pub(crate) fn push_page(&self, page: VirtAddr) -> bool {
-        self.push_at(PAGE_STACK, page)
     }
 
     #[inline(always)]
@@ -423,56 +453,6 @@ impl CpuCache {
             st.top.store(top.add(1), R);
         }
         true
-    }
-
-    /// Refills an empty stack with one batch (half the stack) from its
-    /// central list and pops one object. Caller holds the claim.
-    pub(crate) fn refill(
-        &self,
-        irq: IrqOff<'_>,
-        central: &CentralList,
-        pages: &PageHeap,
-        class: SizeClass,
-        poison: bool,
-    ) -> Option<VirtAddr> {
-        self.refill_at(class.index(), |slots| {
-            central.take(irq, pages, class, slots, poison)
-        })
-    }
-
-    /// Refills the empty page list with half a list of single pages from
-    /// the page heap and pops one. Caller holds the claim.
-    pub(crate) fn refill_pages(&self, irq: IrqOff<'_>, pages: &PageHeap) -> Option<VirtAddr> {
-        self.refill_at(PAGE_STACK, |slots| pages.alloc_singles(irq, slots))
-    }
-
-    /// Flushes the top half of a full stack to the central list, then
-    /// pushes `obj`. Caller holds the claim.
-    pub(crate) fn flush_and_push(
-        &self,
-        irq: IrqOff<'_>,
-        central: &CentralList,
-        pages: &PageHeap,
-        class: SizeClass,
-        obj: VirtAddr,
-    ) {
-        self.flush_at(class.index(), obj, |batch| {
-            central.give(irq, pages, class, batch)
-        })
-    }
-
-    /// Gives the top half of the full page list back to the page heap, then
-    /// pushes `page`. Caller holds the claim.
-    pub(crate) fn flush_pages_and_push(&self, irq: IrqOff<'_>, pages: &PageHeap, page: VirtAddr) {
-        self.flush_at(PAGE_STACK, page, |batch| pages.free_singles(irq, batch))
-    }
-
-    /// Gives every cached object and page back. Caller holds the claim.
-    pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
-        for (i, central) in centrals.iter().enumerate() {
-            self.drain_at(i, |objs| central.give(irq, pages, SizeClass::new(i), objs));
-        }
-        self.drain_at(PAGE_STACK, |objs| pages.free_singles(irq, objs));
     }
 
     /// Refills empty stack `i` with half a stack from `take` (which fills
@@ -523,14 +503,6 @@ impl CpuCache {
         add(&self.flushed, n as u64);
     }
 
-    /// Whether `obj` is on the stack of `class`. Caller holds the claim.
-    pub(crate) fn contains(&self, class: SizeClass, obj: VirtAddr) -> bool {
-        let st = self.stack(class);
-        // SAFETY: slots 0..len hold objects; exclusive through the claim.
-        let objs = unsafe { core::slice::from_raw_parts(st.bottom, st.len()) };
-        objs.contains(&obj)
-    }
-
     /// A snapshot of the counters (racy while the CPU allocates).
     pub(crate) fn stats(&self) -> CpuStats {
         let mut s = CpuStats {
@@ -552,6 +524,119 @@ impl CpuCache {
         let pushes = (cached + pops + self.flushed.load(R)).saturating_sub(self.refilled.load(R));
         s.hits = pops + pushes;
         s
+    }
+}
+
+/// A claimed CPU cache: the only way to reach its stacks, so they are
+/// used by one context at a time by construction. Dropping it releases the
+/// claim, also when a panic unwinds through the allocator.
+pub(crate) struct Claimed<'a> {
+    cache: &'a CpuCache,
+}
+
+impl Drop for Claimed<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.cache.claim.release();
+    }
+}
+
+impl core::ops::Deref for Claimed<'_> {
+    type Target = CpuCache;
+    #[inline(always)]
+    fn deref(&self) -> &CpuCache {
+        self.cache
+    }
+}
+
+impl Claimed<'_> {
+    /// Whether a drain was asked for since the last one, clearing the
+    /// request.
+    #[inline]
+    pub(crate) fn take_drain_request(&self) -> bool {
+        self.cache.drain_request.load(R) && self.cache.drain_request.swap(false, Ordering::Acquire)
+    }
+
+    /// Pops a cached object of `class`.
+    #[inline(always)]
+    pub(crate) fn pop(&self, class: SizeClass) -> Option<VirtAddr> {
+        self.pop_at(class.index())
+    }
+
+    /// Pushes a freed object; `false` if the stack is full. Caller holds
+    #[inline(always)]
+    pub(crate) fn push(&self, class: SizeClass, obj: VirtAddr) -> bool {
+        self.push_at(class.index(), obj)
+    }
+
+    /// Pops a page from the page list.
+    #[inline(always)]
+    pub(crate) fn pop_page(&self) -> Option<VirtAddr> {
+        self.pop_at(PAGE_STACK)
+    }
+
+    /// Pushes a freed page on the page list; `false` if it is full.
+    #[inline(always)]
+    pub(crate) fn push_page(&self, page: VirtAddr) -> bool {
+        self.push_at(PAGE_STACK, page)
+    }
+
+    /// Refills an empty stack with one batch (half the stack) from its
+    /// central list and pops one object.
+    pub(crate) fn refill(
+        &self,
+        irq: IrqOff<'_>,
+        central: &CentralList,
+        pages: &PageHeap,
+        class: SizeClass,
+        poison: bool,
+    ) -> Option<VirtAddr> {
+        self.refill_at(class.index(), |slots| {
+            central.take(irq, pages, class, slots, poison)
+        })
+    }
+
+    /// Refills the empty page list with half a list of single pages from
+    /// the page heap and pops one.
+    pub(crate) fn refill_pages(&self, irq: IrqOff<'_>, pages: &PageHeap) -> Option<VirtAddr> {
+        self.refill_at(PAGE_STACK, |slots| pages.alloc_singles(irq, slots))
+    }
+
+    /// Flushes the top half of a full stack to the central list, then
+    /// pushes `obj`.
+    pub(crate) fn flush_and_push(
+        &self,
+        irq: IrqOff<'_>,
+        central: &CentralList,
+        pages: &PageHeap,
+        class: SizeClass,
+        obj: VirtAddr,
+    ) {
+        self.flush_at(class.index(), obj, |batch| {
+            central.give(irq, pages, class, batch)
+        })
+    }
+
+    /// Gives the top half of the full page list back to the page heap, then
+    /// pushes `page`.
+    pub(crate) fn flush_pages_and_push(&self, irq: IrqOff<'_>, pages: &PageHeap, page: VirtAddr) {
+        self.flush_at(PAGE_STACK, page, |batch| pages.free_singles(irq, batch))
+    }
+
+    /// Gives every cached object and page back.
+    pub(crate) fn drain(&self, irq: IrqOff<'_>, centrals: &[CentralList], pages: &PageHeap) {
+        for (i, central) in centrals.iter().enumerate() {
+            self.drain_at(i, |objs| central.give(irq, pages, SizeClass::new(i), objs));
+        }
+        self.drain_at(PAGE_STACK, |objs| pages.free_singles(irq, objs));
+    }
+
+    /// Whether `obj` is on the stack of `class`.
+    pub(crate) fn contains(&self, class: SizeClass, obj: VirtAddr) -> bool {
+        let st = self.stack(class);
+        // SAFETY: slots 0..len hold objects; exclusive through the claim.
+        let objs = unsafe { core::slice::from_raw_parts(st.bottom, st.len()) };
+        objs.contains(&obj)
     }
 }
 
@@ -581,6 +666,7 @@ mod loom_models {
     extern crate std;
     use super::Claim;
     use crate::platform::Platform;
+    use crate::sync::Ordering;
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
     use std::vec::Vec;
@@ -598,6 +684,142 @@ mod loom_models {
     struct Cache {
         claim: Claim,
         len: UnsafeCell<u32>,
+    }
+
+    struct NonPreemptive;
+    impl Platform for NonPreemptive {
+        type IrqGuard = ();
+        const NON_PREEMPTIVE: bool = true;
+        fn cpu_id() -> usize {
+            0
+        }
+        fn disable_interrupts() {}
+    }
+
+    /// A cache with its drain request, as `CpuCache` has them.
+    struct Requested {
+        claim: Claim,
+        request: crate::sync::AtomicBool,
+        len: UnsafeCell<u32>,
+    }
+
+    impl Requested {
+        fn new(len: u32) -> Self {
+            Requested {
+                claim: Claim::new(),
+                request: crate::sync::AtomicBool::new(false),
+                len: UnsafeCell::new(len),
+            }
+        }
+
+        /// One operation of the cache's own CPU: claim; drain if a drain
+        /// was asked for (as `Heap` does on a refill or flush), else push
+        /// one object; release. `interrupt` runs while the claim is held,
+        /// as an interrupt handler on the same CPU would. `false` if the
+        /// claim was taken (the central path).
+        fn own_op<P: Platform>(&self, interrupt: impl FnOnce()) -> bool {
+            if !self.claim.try_claim_from::<P>(true) {
+                return false;
+            }
+            interrupt();
+            let drain =
+                self.request.load(Ordering::Relaxed) && self.request.swap(false, Ordering::Acquire);
+            // SAFETY: claimed; loom checks that the claim excludes.
+            self.len
+                .with_mut(|n| unsafe { *n = if drain { 0 } else { *n + 1 } });
+            self.claim.release();
+            true
+        }
+
+        /// `Heap::drain_cpu` from a context on another CPU (`same_cpu`
+        /// false) or an interrupt on this one: drain if the cache can be
+        /// claimed from here, else ask the owner. Returns whether it
+        /// drained.
+        fn drain<P: Platform>(&self, same_cpu: bool) -> bool {
+            if self.claim.try_claim_from::<P>(same_cpu) {
+                // SAFETY: claimed.
+                self.len.with_mut(|n| unsafe { *n = 0 });
+                self.claim.release();
+                true
+            } else {
+                self.request.store(true, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// A remote drain of a non-preemptive CPU's cache never claims it (the
+    /// owner's plain load and store could interleave with its
+    /// compare-exchange); it asks, and the owner's next operation drains.
+    /// The request is never lost, and no access to the stack races.
+    #[test]
+    fn non_preemptive_owner_against_remote_drainer() {
+        model("non_preemptive_owner_against_remote_drainer", || {
+            let cache = Arc::new(Requested::new(3));
+            let owner = {
+                let cache = cache.clone();
+                loom::thread::spawn(move || {
+                    for _ in 0..2 {
+                        assert!(cache.own_op::<NonPreemptive>(|| {}), "nobody else claims");
+                    }
+                })
+            };
+            assert!(!cache.drain::<NonPreemptive>(false));
+            owner.join().unwrap();
+            assert!(cache.own_op::<NonPreemptive>(|| {}));
+            assert!(
+                !cache.request.load(Ordering::Relaxed),
+                "the request was lost"
+            );
+            // SAFETY: every context is done.
+            let n = cache.len.with(|n| unsafe { *n });
+            assert!(n <= 2, "the drain never happened: {n}");
+        });
+    }
+
+    /// The owner is interrupted inside its claim by a handler that
+    /// allocates (finds the claim held: the central path) and drains its
+    /// own CPU (asks instead of spinning), while, on a preemptive
+    /// platform, a remote drain races both. Nothing waits, no access
+    /// races, and the asked-for drain happens on the owner's next
+    /// operation.
+    fn interrupted_owner<P: Platform>(remote: bool) {
+        let cache = Arc::new(Requested::new(5));
+        let drainer = remote.then(|| {
+            let cache = cache.clone();
+            loom::thread::spawn(move || cache.drain::<P>(false))
+        });
+        let c = cache.clone();
+        let claimed = cache.own_op::<P>(move || {
+            assert!(!c.own_op::<P>(|| {}), "the handler got the held claim");
+            assert!(!c.drain::<P>(true), "the handler drained a held cache");
+        });
+        if let Some(d) = drainer {
+            d.join().unwrap();
+        }
+        // The remote drain, if it won the race for the claim, made the
+        // owner's first operation take the central path; otherwise the
+        // handler (and maybe the remote drain) asked, and the owner's next
+        // operation drains.
+        assert!(cache.own_op::<P>(|| {}));
+        assert!(!cache.request.load(Ordering::Relaxed), "a request was lost");
+        // SAFETY: every context is done.
+        let n = cache.len.with(|n| unsafe { *n });
+        assert!(n <= 1, "no drain happened (claimed first: {claimed}): {n}");
+    }
+
+    #[test]
+    fn interrupted_non_preemptive_owner() {
+        model("interrupted_non_preemptive_owner", || {
+            interrupted_owner::<NonPreemptive>(false)
+        });
+    }
+
+    #[test]
+    fn interrupted_preemptive_owner_and_remote_drain() {
+        model("interrupted_preemptive_owner_and_remote_drain", || {
+            interrupted_owner::<Preemptive>(true)
+        });
     }
 
     /// Runs `f` under loom and prints how many interleavings it explored.

@@ -9,16 +9,20 @@
 //! * [`DebugFlags::POISON`]: every free small object is filled with
 //!   [`POISON_FREE`] (spans are poisoned when they are made), and the poison
 //!   is verified when the object is handed out again: a write after free is
-//!   reported with the address, class and offset. The first two bytes of an
-//!   object are not checked: they hold the span's free-list link once the
-//!   object is back in its span.
+//!   reported with the address, class and offset. The first
+//!   `LINK_BYTES` (8) bytes of an object are not checked: they hold the
+//!   span's free-list link and check word once the object is back in its
+//!   span, and are cleared when it leaves it (see `span`).
 //! * [`DebugFlags::CANARY`]: the slack between the requested size and the
 //!   block's size (up to [`CANARY_MAX`] bytes) is filled with
 //!   [`CANARY_BYTE`] on allocation and checked on free: an overflow past the
 //!   end of a block is reported.
 //! * [`DebugFlags::DOUBLE_FREE`]: a free of a small object that is already
-//!   free (in a CPU cache or in its span) is reported. Page runs are always
-//!   checked for this.
+//!   free (in a CPU cache or in its span) is reported by the free itself.
+//!   Page runs are always checked for this. Without it, a double free of a
+//!   small object is still caught when the second copy returns to its span
+//!   if the first is there already, but not if a CPU cache hands a copy out
+//!   again first (see "Double frees" in `span`).
 //!
 //! Any of these sends every call to the slow path (the fast path's CPU
 //! limit is 0 for such a heap); with none of them set the fast path tests
@@ -75,8 +79,9 @@ pub const POISON_FREE: u8 = 0x6b;
 pub const CANARY_BYTE: u8 = 0xca;
 /// Most slack bytes canaried per block.
 pub const CANARY_MAX: usize = 256;
-/// Bytes at the start of a free object that the span's free list may use.
-pub(crate) const LINK_BYTES: usize = 2;
+/// Bytes at the start of a free object that the span's free list may use:
+/// one `u64` holding the link and the object's check word (see `span`).
+pub(crate) const LINK_BYTES: usize = 8;
 
 /// Fills `len` bytes at `at` with `byte`.
 ///

@@ -17,16 +17,17 @@
 //! [`Heap::init`]: crate::Heap::init
 //! [`Heap::init_early`]: crate::Heap::init_early
 
+use crate::platform::IrqOff;
+use crate::sync::IrqLock;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use spin::mutex::SpinMutex;
 
 /// The early arena of a heap.
 pub(crate) struct Early {
     start: AtomicUsize,
     end: AtomicUsize,
-    heap: SpinMutex<linked_list_allocator::Heap>,
+    heap: IrqLock<linked_list_allocator::Heap>,
 }
 
 impl Early {
@@ -34,13 +35,17 @@ impl Early {
         Early {
             start: AtomicUsize::new(0),
             end: AtomicUsize::new(0),
-            heap: SpinMutex::new(linked_list_allocator::Heap::empty()),
+            heap: IrqLock::new(linked_list_allocator::Heap::empty()),
         }
     }
 
     /// Hands the arena over; `false` if one was given already.
-    pub(crate) fn init(&self, arena: &'static mut [core::mem::MaybeUninit<u8>]) -> bool {
-        let mut heap = self.heap.lock();
+    pub(crate) fn init(
+        &self,
+        irq: IrqOff<'_>,
+        arena: &'static mut [core::mem::MaybeUninit<u8>],
+    ) -> bool {
+        let mut heap = self.heap.lock(irq);
         if heap.size() != 0 {
             return false;
         }
@@ -51,6 +56,12 @@ impl Early {
         true
     }
 
+    /// The arena's bounds, `start..end` (empty before `init`).
+    pub(crate) fn bounds(&self) -> core::ops::Range<usize> {
+        let end = self.end.load(Ordering::Acquire);
+        self.start.load(Ordering::Relaxed)..end
+    }
+
     /// Whether `ptr` lies in the arena.
     pub(crate) fn contains(&self, ptr: *mut u8) -> bool {
         let p = ptr as usize;
@@ -58,8 +69,8 @@ impl Early {
     }
 
     /// A block from the arena, or null.
-    pub(crate) fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.heap.lock().allocate_first_fit(layout) {
+    pub(crate) fn alloc(&self, irq: IrqOff<'_>, layout: Layout) -> *mut u8 {
+        match self.heap.lock(irq).allocate_first_fit(layout) {
             Ok(p) => p.as_ptr(),
             Err(()) => core::ptr::null_mut(),
         }
@@ -69,17 +80,17 @@ impl Early {
     ///
     /// # Safety
     /// `ptr` came from [`alloc`](Self::alloc) with this layout.
-    pub(crate) unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
+    pub(crate) unsafe fn free(&self, irq: IrqOff<'_>, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract; `ptr` is non-null as it is in the arena.
         unsafe {
             self.heap
-                .lock()
+                .lock(irq)
                 .deallocate(NonNull::new_unchecked(ptr), layout)
         }
     }
 
     /// Bytes in use in the arena.
-    pub(crate) fn used(&self) -> usize {
-        self.heap.lock().used()
+    pub(crate) fn used(&self, irq: IrqOff<'_>) -> usize {
+        self.heap.lock(irq).used()
     }
 }

@@ -37,8 +37,9 @@ pub enum HeapError {
     NotInitialized,
     /// `max_cpus` is zero, or the phys→virt offset is not page-aligned.
     InvalidConfig,
-    /// The regions given to `init` cannot hold the per-CPU caches.
-    OutOfMemory,
+    /// The range, seen through the phys→virt offset, shares bytes with the
+    /// early arena given to [`Heap::init_early`](crate::Heap::init_early).
+    OverlapsEarlyArena(PhysRange),
 }
 
 impl fmt::Display for HeapError {
@@ -65,7 +66,9 @@ impl fmt::Display for HeapError {
             HeapError::InvalidConfig => {
                 f.write_str("max_cpus must be at least 1 and the phys offset page-aligned")
             }
-            HeapError::OutOfMemory => f.write_str("not enough memory for the per-CPU caches"),
+            HeapError::OverlapsEarlyArena(r) => {
+                write!(f, "region {r} overlaps the heap's early arena")
+            }
         }
     }
 }

@@ -22,23 +22,53 @@
 //!
 //! # Out of memory
 //!
-//! When the page heap cannot serve a request, the heap flushes the calling
-//! CPU's cache (and, on a preemptive platform, every other CPU's cache that
-//! is not in use), gives the empty spans kept by the central lists back to
-//! the page heap, asks the grow handler if one is set, and tries again;
-//! then it returns null. It never panics on out-of-memory, and it
-//! keeps working after frees.
+//! When the page heap cannot serve a request, the heap drains every CPU
+//! cache it may claim from the calling context (its own CPU's, unless the
+//! context it interrupted holds it; on a preemptive platform every other
+//! CPU's that is not in use), asks the owners of the others to drain on
+//! their next refill or flush, gives the empty spans kept by the central
+//! lists back to the page heap, and tries again; if that fails it asks the
+//! grow handler, if one is set, and tries once more; then it returns null.
+//! It never panics on out-of-memory, and it keeps working after frees.
+//! Requests that nothing could serve skip those steps: a run longer than a
+//! region can be fails at once; a run longer than the heap skips the
+//! draining; a page request with a physical limit does not ask the grow
+//! handler, whose new memory may lie anywhere.
+//!
+//! # Locks, claims and contexts
+//!
+//! Every lock (central lists, page heap, early arena) is an
+//! `IrqLock`, which can only be taken with an
+//! `IrqOff` token, which only an `IrqMasked` (the platform's interrupt
+//! guard) hands out: no lock is ever taken with interrupts enabled. A CPU
+//! cache is used only through a `Claimed` guard, released when it drops,
+//! also when a panic unwinds. No path waits for a claim: a context that
+//! cannot claim a cache takes the central path, and [`Heap::drain_cpu`]
+//! asks instead (see [`Drain`]).
 //!
 //! # Checks on free
 //!
 //! Every free is checked before anything is written: the pointer must lie
 //! in a region, at an object boundary of a span of the layout's class, or
 //! at the first page of a run of the layout's length. Anything else panics
-//! with the address and the reason, before the heap is touched. (A free of
-//! a small object that is still cached on its CPU is not detected here;
-//! the debug flags catch those double frees.) The check of small objects is
-//! [`DebugFlags::CHECK_FREES`], on in [`Heap::new`]; its cost, and what
-//! turning it off gives up, are in the `debug` module.
+//! with the address and the reason, before the heap is touched. The check
+//! of small objects is [`DebugFlags::CHECK_FREES`], on in [`Heap::new`];
+//! its cost, and what turning it off gives up, are in the `debug` module.
+//!
+//! Double frees, with the default flags:
+//! * a page run or page freed twice, through any pair of `dealloc`,
+//!   `realloc` and `free_pages`, from one CPU or two at once, panics: a
+//!   run's first page changes state (live run, page on a CPU's page list,
+//!   free) only by compare-exchange or under the page heap's lock, and
+//!   every such change checks the state it leaves;
+//! * a small object freed again after it went back to its span panics when
+//!   the second copy reaches the span (see "Double frees" in `span`), and
+//!   so does one freed twice into CPU caches, when both copies reach the
+//!   span (a flush or drain);
+//! * a small object freed twice into a CPU cache and handed out again
+//!   before the copies reach the span is not caught: two callers then
+//!   hold one object. [`DebugFlags::DOUBLE_FREE`] catches it at the second
+//!   free, at the cost of a search of the caches on every free.
 //!
 //! # The fast path
 //!
@@ -74,20 +104,20 @@
 //! all of those.
 
 use crate::addr::{Pfn, PhysAddr, PhysOffset, PhysRange, VirtAddr, PAGE_SIZE};
-use crate::buddy::{kind, PageHeap, Run, CACHED_PAGE, MAX_REGIONS};
+use crate::buddy::{kind, PageHeap, Run, MAX_ORDER, MAX_REGIONS};
 use crate::central::CentralList;
-use crate::cpu_cache::{CpuCache, CPU_BYTES};
+use crate::cpu_cache::{Claimed, CpuCache, CPU_BYTES};
 use crate::debug::{self, DebugFlags};
 use crate::early::Early;
 use crate::error::HeapError;
-use crate::platform::{IrqOff, Platform};
+use crate::platform::{IrqMasked, IrqOff, Platform};
 use crate::size_class::{SizeClass, NUM_CLASSES};
 use crate::span::{self, BadFree, Span};
 use crate::stats::{HeapStats, STATS_CPUS};
 use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -95,6 +125,63 @@ const READY: u8 = 2;
 
 /// Bytes between two CPUs' caches (cache-line aligned).
 const CACHE_STRIDE: usize = CPU_BYTES.next_multiple_of(64);
+
+/// The per-CPU caches are set up only if their storage takes at most
+/// `1 / CACHE_SHARE` of the managed pages. In a smaller heap, memory
+/// reserved for caches would be memory the heap cannot hand out (with one
+/// CPU the caches' storage is 16 pages), so such a heap serves every CPU
+/// from the central lists: correct, and on one CPU nearly as fast, since
+/// no other CPU contends for their locks. One eighth keeps at least 7/8 of
+/// every heap for allocations; the storage of one CPU then needs a heap of
+/// 512 KiB.
+pub const CACHE_SHARE: u64 = 8;
+
+/// What [`Heap::init`] set up.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct InitReport {
+    /// Pages free for allocation: the managed pages less the caches'
+    /// storage.
+    pub free_pages: u64,
+    /// CPU ids that got a cache: the `max_cpus` given to `init`, or 0 when
+    /// the caches' storage would have taken more than `1 / CACHE_SHARE` of
+    /// the heap ([`CACHE_SHARE`]). With 0, every CPU allocates from the
+    /// central lists.
+    pub cached_cpus: usize,
+}
+
+/// What [`Heap::drain_cpu`] did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// The cache's objects and pages went back to the central lists and
+    /// the page heap.
+    Drained,
+    /// The cache could not be claimed from here: it is in use (by the
+    /// context this call interrupted, or by a task running on that CPU), or
+    /// it belongs to another CPU of a
+    /// [`NON_PREEMPTIVE`](Platform::NON_PREEMPTIVE) platform, whose claims
+    /// only its own CPU may take. The cache is marked, and its owner drains
+    /// it on its next refill or flush.
+    Requested,
+    /// No cache has this CPU id.
+    NoCache,
+}
+
+impl Drain {
+    /// Whether the cache was drained by this call.
+    pub fn is_drained(self) -> bool {
+        self == Drain::Drained
+    }
+}
+
+/// Clears the heap's "grow handler running" flag when dropped, also when
+/// the handler panics.
+struct Growing<'a>(&'a AtomicBool);
+
+impl Drop for Growing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// A request for physical pages; see [`Heap::alloc_pages`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -166,6 +253,8 @@ pub struct Heap<P: Platform> {
     pages: PageHeap,
     early: Early,
     grow: AtomicPtr<()>,
+    /// A grow handler is running: other failures do not call it again.
+    growing: AtomicBool,
     _platform: PhantomData<fn() -> P>,
 }
 
@@ -197,6 +286,7 @@ impl<P: Platform> Heap<P> {
             debug,
             early: Early::new(),
             grow: AtomicPtr::new(null_mut()),
+            growing: AtomicBool::new(false),
             _platform: PhantomData,
         }
     }
@@ -213,12 +303,44 @@ impl<P: Platform> Heap<P> {
     /// # Time Complexity
     /// O(1).
     pub fn init_early(&self, arena: &'static mut [core::mem::MaybeUninit<u8>]) -> bool {
-        self.early.init(arena)
+        let masked = IrqMasked::<P>::new();
+        self.early.init(masked.token(), arena)
     }
 
     /// Bytes in use in the early arena.
     pub fn early_bytes_in_use(&self) -> usize {
-        self.early.used()
+        let masked = IrqMasked::<P>::new();
+        self.early.used(masked.token())
+    }
+
+    /// A block from the early arena (null if it has none or is full).
+    #[cold]
+    fn early_alloc(&self, layout: Layout) -> *mut u8 {
+        let masked = IrqMasked::<P>::new();
+        self.early.alloc(masked.token(), layout)
+    }
+
+    /// Frees a block of the early arena.
+    ///
+    /// # Safety
+    /// `ptr` came from the early arena with this layout.
+    #[cold]
+    unsafe fn early_free(&self, ptr: *mut u8, layout: Layout) {
+        let masked = IrqMasked::<P>::new();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.early.free(masked.token(), ptr, layout) }
+    }
+
+    /// `Err(OverlapsEarlyArena)` if `r`, seen through the phys→virt
+    /// offset, shares bytes with the early arena.
+    fn check_early(&self, offset: PhysOffset, r: &PhysRange) -> Result<(), HeapError> {
+        let early = self.early.bounds();
+        let start = r.start.as_u64().saturating_add(offset.as_usize() as u64);
+        let end = r.end.as_u64().saturating_add(offset.as_usize() as u64);
+        if start < early.end as u64 && (early.start as u64) < end {
+            return Err(HeapError::OverlapsEarlyArena(*r));
+        }
+        Ok(())
     }
 
     /// Sets the function called when an allocation finds no memory (after
@@ -227,7 +349,12 @@ impl<P: Platform> Heap<P> {
     /// memory the kernel just mapped) the allocation is retried once; if it
     /// returns `false` the allocation fails. It runs with no strata lock
     /// held, and may allocate. While it runs, other failures (nested in it,
-    /// or on other CPUs) do not call it again: they fail.
+    /// or on other CPUs) do not call it again: they fail. A handler set
+    /// while another runs replaces it for the next failure. It is not
+    /// called for requests that no growth could serve: a run longer than a
+    /// region can be (`2^MAX_ORDER` pages), or a page request with a
+    /// physical limit
+    /// ([`PageRequest::below`]), since new memory may lie above the limit.
     pub fn set_grow_handler(&self, handler: GrowHandler<P>) {
         self.grow.store(handler as *mut (), Ordering::Release);
     }
@@ -245,8 +372,13 @@ impl<P: Platform> Heap<P> {
     /// left are the exception: the heap keeps the regions added so far and
     /// reports [`HeapError::TooManyRegions`].)
     ///
-    /// If the regions cannot hold the caches, the heap still works, on the
-    /// central path alone, and `Err(HeapError::OutOfMemory)` says so.
+    /// `Ok` means the heap can allocate. The report says whether the
+    /// per-CPU caches were set up: they are only where their storage takes
+    /// at most `1 / CACHE_SHARE` of the heap ([`CACHE_SHARE`]); otherwise
+    /// every CPU allocates from the central lists, which is correct and
+    /// only slower under contention. A kernel can log the report and go on.
+    /// A range that overlaps the early arena ([`init_early`](Self::init_early))
+    /// is an error too.
     ///
     /// # Safety
     /// Every range is RAM that nothing else uses or will use, mapped
@@ -259,7 +391,7 @@ impl<P: Platform> Heap<P> {
         phys_offset: usize,
         max_cpus: usize,
         regions: &[PhysRange],
-    ) -> Result<(), HeapError> {
+    ) -> Result<InitReport, HeapError> {
         if max_cpus == 0 || phys_offset % PAGE_SIZE != 0 {
             return Err(HeapError::InvalidConfig);
         }
@@ -274,14 +406,15 @@ impl<P: Platform> Heap<P> {
             return Err(HeapError::AlreadyInitialized);
         }
         let offset = PhysOffset::new(phys_offset);
-        let checked = check_regions(offset, regions);
+        let checked = check_regions(offset, regions)
+            .and_then(|()| regions.iter().try_for_each(|r| self.check_early(offset, r)));
         if let Err(e) = checked {
             self.state.store(UNINIT, Ordering::Release);
             return Err(e);
         }
         self.pages.set_offset(offset);
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
         // Largest first: the first region descriptor is the one the free
         // check tries before any other (`PageHeap::meta_in_first`).
         let mut sorted = [PhysRange::new(PhysAddr::new(0), PhysAddr::new(0)); MAX_REGIONS];
@@ -300,20 +433,28 @@ impl<P: Platform> Heap<P> {
                 break;
             }
         }
-        let caches = self.init_caches(irq, max_cpus);
+        let cached_cpus = self.init_caches(irq, max_cpus);
+        let free_pages = self.pages.stats(irq).free_pages;
         self.state.store(READY, Ordering::Release);
-        result.and(caches)
+        result.map(|()| InitReport {
+            free_pages,
+            cached_cpus,
+        })
     }
 
-    fn init_caches(&self, irq: IrqOff<'_>, max_cpus: usize) -> Result<(), HeapError> {
-        let bytes = max_cpus
-            .checked_mul(CACHE_STRIDE)
-            .ok_or(HeapError::OutOfMemory)?;
+    /// Sets up the caches of `max_cpus` CPUs if their storage fits in
+    /// `1 / CACHE_SHARE` of the heap. Returns the CPUs that got one.
+    fn init_caches(&self, irq: IrqOff<'_>, max_cpus: usize) -> usize {
+        let Some(bytes) = max_cpus.checked_mul(CACHE_STRIDE) else {
+            return 0;
+        };
         let pages = bytes.div_ceil(PAGE_SIZE) as u64;
-        let run = self
-            .pages
-            .alloc(irq, pages, 0, None, kind::INTERNAL)
-            .ok_or(HeapError::OutOfMemory)?;
+        if pages > self.pages.stats(irq).managed_pages / CACHE_SHARE {
+            return 0;
+        }
+        let Some(run) = self.pages.alloc(irq, pages, 0, None, kind::INTERNAL) else {
+            return 0;
+        };
         let base = self.pages.virt(run.region.pfn(run.index));
         for cpu in 0..max_cpus {
             // SAFETY: the run holds max_cpus strides, page-aligned; each
@@ -326,7 +467,7 @@ impl<P: Platform> Heap<P> {
         if DebugFlags::CHECK_FREES.contains(self.debug) {
             self.fast_cpus.store(max_cpus, Ordering::Release);
         }
-        Ok(())
+        max_cpus
     }
 
     /// Whether [`init`](Self::init) has completed.
@@ -350,9 +491,10 @@ impl<P: Platform> Heap<P> {
         if !self.is_initialized() {
             return Err(HeapError::NotInitialized);
         }
-        let guard = P::disable_interrupts();
+        self.check_early(self.pages.offset(), &range)?;
+        let masked = IrqMasked::<P>::new();
         // SAFETY: forwarded from the caller.
-        unsafe { self.pages.add_region(IrqOff::new(&guard), range) }.map(|_| ())
+        unsafe { self.pages.add_region(masked.token(), range) }.map(|_| ())
     }
 
     /// The phys→virt offset given to `init`.
@@ -408,16 +550,13 @@ impl<P: Platform> Heap<P> {
     /// Allocates from `cache`, or from the central list if it is claimed.
     #[inline(always)]
     fn alloc_cached(&self, cache: &CpuCache, class: SizeClass, layout: Layout) -> *mut u8 {
-        if !cache.try_claim::<P>() {
+        let Some(claimed) = cache.claim::<P>() else {
             return self.alloc_contended(cache, class, layout);
-        }
+        };
         P::cache_claimed();
-        match cache.pop(class) {
-            Some(obj) => {
-                cache.release();
-                obj.as_mut_ptr()
-            }
-            None => self.alloc_refill(cache, class, layout),
+        match claimed.pop(class) {
+            Some(obj) => obj.as_mut_ptr(),
+            None => self.alloc_refill(claimed, class, layout),
         }
     }
 
@@ -446,9 +585,9 @@ impl<P: Platform> Heap<P> {
     /// Refills the claimed, empty stack of `class`, releases the claim and
     /// returns an object (or retries when out of memory).
     #[inline(never)]
-    fn alloc_refill(&self, cache: &CpuCache, class: SizeClass, layout: Layout) -> *mut u8 {
-        let obj = self.refill(cache, class);
-        cache.release();
+    fn alloc_refill(&self, claimed: Claimed<'_>, class: SizeClass, layout: Layout) -> *mut u8 {
+        let obj = self.refill(&claimed, class);
+        drop(claimed);
         match obj {
             Some(obj) => obj.as_mut_ptr(),
             None => self.alloc_retry(class, layout),
@@ -456,11 +595,13 @@ impl<P: Platform> Heap<P> {
     }
 
     #[inline(never)]
-    fn refill(&self, cache: &CpuCache, class: SizeClass) -> Option<VirtAddr> {
-        let guard = P::disable_interrupts();
+    fn refill(&self, claimed: &Claimed<'_>, class: SizeClass) -> Option<VirtAddr> {
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
+        self.drain_if_requested(claimed, irq);
         let poison = self.debug.contains(DebugFlags::POISON);
-        cache.refill(
-            IrqOff::new(&guard),
+        claimed.refill(
+            irq,
             &self.central[class.index()],
             &self.pages,
             class,
@@ -468,10 +609,21 @@ impl<P: Platform> Heap<P> {
         )
     }
 
+    /// Drains the claimed cache if a drain was asked for (see
+    /// [`drain_cpu`](Self::drain_cpu)); returns whether it did.
+    #[inline]
+    fn drain_if_requested(&self, claimed: &Claimed<'_>, irq: IrqOff<'_>) -> bool {
+        let drain = claimed.take_drain_request();
+        if drain {
+            claimed.drain(irq, &self.central, &self.pages);
+        }
+        drain
+    }
+
     fn take_one(&self, class: SizeClass) -> Option<VirtAddr> {
         let mut obj = [VirtAddr::new(0)];
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
         let poison = self.debug.contains(DebugFlags::POISON);
         (self.central[class.index()].take(irq, &self.pages, class, &mut obj, poison) == 1)
             .then_some(obj[0])
@@ -487,46 +639,63 @@ impl<P: Platform> Heap<P> {
     }
 
     /// Out of pages: give cached objects and the central reserves back to
-    /// the page heap, so a retry can succeed. This CPU's cache always (if it
-    /// is not claimed by the context this one interrupted); other CPUs'
-    /// caches too when every claim is an atomic operation (a preemptive
-    /// platform), skipping any that is in use.
+    /// the page heap, so a retry can succeed. Every cache that can be
+    /// claimed from here is drained: this CPU's (unless the context this
+    /// one interrupted holds it) and, on a preemptive platform, every other
+    /// CPU's that is not in use. Every other cache is asked to drain on its
+    /// owner's next refill or flush, so an idle CPU's cache does not keep
+    /// memory another CPU needs for long.
     #[cold]
     fn relieve(&self) {
-        let me = P::cpu_id();
         for cpu in 0..self.ncpus.load(Ordering::Acquire) {
             let Some(cache) = self.cache(cpu) else { break };
-            let claimed = if cpu == me {
-                cache.try_claim::<P>()
-            } else {
-                !P::NON_PREEMPTIVE && cache.try_claim_atomic()
-            };
-            if claimed {
-                self.drain_claimed(cache);
+            match self.claim_from_here(cache, cpu) {
+                Some(claimed) => self.drain_claimed(claimed),
+                None => cache.request_drain(),
             }
         }
         self.reclaim();
     }
 
-    /// Whether to try again after a failure: relieves the heap, then asks
-    /// the grow handler if the failure persists. `retry` is the attempt.
+    /// Claims CPU `cpu`'s cache from the calling context, if it may and
+    /// the cache is free: its own CPU's with the platform's claim, another
+    /// CPU's with a compare-exchange, except on a non-preemptive platform,
+    /// whose claims only their own CPU may take.
+    fn claim_from_here<'c>(&self, cache: &'c CpuCache, cpu: usize) -> Option<Claimed<'c>> {
+        cache.claim_from::<P>(cpu == P::cpu_id())
+    }
+
+    /// Whether to try again after a failure: relieves the heap if
+    /// `relievable` (the heap is large enough for the request), then asks
+    /// the grow handler if the failure persists and `growable` (more memory
+    /// anywhere could serve the request). `retry` is the attempt.
     #[cold]
-    fn after_failure<T>(&self, layout: Layout, mut retry: impl FnMut() -> Option<T>) -> Option<T> {
-        self.relieve();
-        if let Some(done) = retry() {
-            return Some(done);
+    fn after_failure<T>(
+        &self,
+        layout: Layout,
+        relievable: bool,
+        growable: bool,
+        mut retry: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        if relievable {
+            self.relieve();
+            if let Some(done) = retry() {
+                return Some(done);
+            }
         }
-        let handler = self.grow.swap(null_mut(), Ordering::Acquire);
+        if !growable || self.growing.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // Cleared when this returns or the handler unwinds.
+        let _growing = Growing(&self.growing);
+        let handler = self.grow.load(Ordering::Acquire);
         if handler.is_null() {
             return None;
         }
         // SAFETY: `grow` only ever holds a `GrowHandler<P>` stored by
-        // `set_grow_handler`; taking it out (swap) keeps a nested failure
-        // inside the handler from calling it again.
+        // `set_grow_handler`.
         let f: GrowHandler<P> = unsafe { core::mem::transmute::<*mut (), GrowHandler<P>>(handler) };
-        let grew = f(self, layout);
-        self.grow.store(handler, Ordering::Release);
-        if grew {
+        if f(self, layout) {
             retry()
         } else {
             None
@@ -537,9 +706,9 @@ impl<P: Platform> Heap<P> {
     #[cold]
     fn alloc_retry(&self, class: SizeClass, layout: Layout) -> *mut u8 {
         if !self.is_initialized() {
-            return self.early.alloc(layout);
+            return self.early_alloc(layout);
         }
-        match self.after_failure(layout, || self.take_one(class)) {
+        match self.after_failure(layout, true, true, || self.take_one(class)) {
             Some(obj) => obj.as_mut_ptr(),
             None => null_mut(),
         }
@@ -588,14 +757,12 @@ impl<P: Platform> Heap<P> {
     /// claimed.
     #[inline(always)]
     fn free_cached(&self, cache: &CpuCache, class: SizeClass, addr: VirtAddr) {
-        if !cache.try_claim::<P>() {
+        let Some(claimed) = cache.claim::<P>() else {
             return self.free_contended(cache, class, addr);
-        }
+        };
         P::cache_claimed();
-        if cache.push(class, addr) {
-            cache.release();
-        } else {
-            self.flush(cache, class, addr);
+        if !claimed.push(class, addr) {
+            self.flush(claimed, class, addr);
         }
     }
 
@@ -620,23 +787,26 @@ impl<P: Platform> Heap<P> {
         self.free_central(class, addr)
     }
 
-    /// Flushes a batch of the claimed, full stack of `class`, pushes `addr`
-    /// and releases the claim.
+    /// Flushes a batch of the claimed, full stack of `class` (or drains
+    /// the whole cache if that was asked for), pushes `addr` and releases
+    /// the claim.
     #[inline(never)]
-    fn flush(&self, cache: &CpuCache, class: SizeClass, addr: VirtAddr) {
-        {
-            let guard = P::disable_interrupts();
-            let irq = IrqOff::new(&guard);
-            cache.flush_and_push(irq, &self.central[class.index()], &self.pages, class, addr);
+    fn flush(&self, claimed: Claimed<'_>, class: SizeClass, addr: VirtAddr) {
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
+        if self.drain_if_requested(&claimed, irq) {
+            let pushed = claimed.push(class, addr);
+            debug_assert!(pushed, "a drained stack has room");
+        } else {
+            claimed.flush_and_push(irq, &self.central[class.index()], &self.pages, class, addr);
         }
-        cache.release();
     }
 
     /// The central path for one object.
     #[inline(never)]
     pub(crate) fn free_central(&self, class: SizeClass, addr: VirtAddr) {
-        let guard = P::disable_interrupts();
-        self.central[class.index()].give(IrqOff::new(&guard), &self.pages, class, &[addr]);
+        let masked = IrqMasked::<P>::new();
+        self.central[class.index()].give(masked.token(), &self.pages, class, &[addr]);
     }
 
     /// A free that is not an object of `class`: an early block, or a bug.
@@ -647,7 +817,7 @@ impl<P: Platform> Heap<P> {
         if self.early.contains(ptr) {
             // SAFETY: the block came from the early arena (it lies in it)
             // with this layout (GlobalAlloc's contract).
-            return unsafe { self.early.free(ptr, layout) };
+            return unsafe { self.early_free(ptr, layout) };
         }
         let addr = VirtAddr::from_ptr(ptr);
         bad_free(addr, layout, Span::diagnose(&self.pages, addr, class))
@@ -717,31 +887,19 @@ impl<P: Platform> Heap<P> {
         }
     }
 
-    /// Whether `obj` is already free: cached on a CPU or free in its span.
+    /// Whether `obj` is already free: cached on a CPU whose cache can be
+    /// looked at from here (see `claim_from_here`), or free in its span.
     fn is_free_object(&self, obj: VirtAddr, class: SizeClass) -> bool {
         for cpu in 0..self.ncpus.load(Ordering::Acquire) {
             let Some(cache) = self.cache(cpu) else { break };
-            // Another CPU's cache can only be looked at safely when claims
-            // are atomic compare-exchanges on every CPU.
-            let ours = cpu == P::cpu_id();
-            if !ours && P::NON_PREEMPTIVE {
-                continue;
-            }
-            let claimed = if ours {
-                cache.try_claim::<P>()
-            } else {
-                cache.try_claim_atomic()
-            };
-            if claimed {
-                let found = cache.contains(class, obj);
-                cache.release();
-                if found {
+            if let Some(claimed) = self.claim_from_here(cache, cpu) {
+                if claimed.contains(class, obj) {
                     return true;
                 }
             }
         }
-        let guard = P::disable_interrupts();
-        self.central[class.index()].is_free(IrqOff::new(&guard), &self.pages, class, obj)
+        let masked = IrqMasked::<P>::new();
+        self.central[class.index()].is_free(masked.token(), &self.pages, class, obj)
     }
 
     // ---- page runs ---------------------------------------------------------
@@ -760,7 +918,7 @@ impl<P: Platform> Heap<P> {
             return if self.is_initialized() {
                 null_mut()
             } else {
-                self.early.alloc(layout)
+                self.early_alloc(layout)
             };
         };
         let virt = self.pages.virt(run.region.pfn(run.index));
@@ -773,9 +931,15 @@ impl<P: Platform> Heap<P> {
     }
 
     fn try_run(&self, n: u64, align_order: u32, limit: Option<Pfn>) -> Option<Run<'_>> {
-        let guard = P::disable_interrupts();
+        let masked = IrqMasked::<P>::new();
         self.pages
-            .alloc(IrqOff::new(&guard), n, align_order, limit, kind::RUN)
+            .alloc(masked.token(), n, align_order, limit, kind::RUN)
+    }
+
+    /// Pages the heap manages, metadata excluded.
+    fn managed_pages(&self) -> u64 {
+        let masked = IrqMasked::<P>::new();
+        self.pages.stats(masked.token()).managed_pages
     }
 
     fn alloc_run(
@@ -788,8 +952,16 @@ impl<P: Platform> Heap<P> {
         let limit = limit.map(|l| l.pfn());
         let run = match self.try_run(n, align_order, limit) {
             Some(run) => run,
-            None if !self.is_initialized() => return None,
-            None => self.after_failure(layout, || self.try_run(n, align_order, limit))?,
+            // No region holds more than 2^MAX_ORDER pages: nothing can
+            // serve such a request.
+            None if !self.is_initialized() || n > 1 << MAX_ORDER => return None,
+            // Draining caches cannot make more pages than the heap has;
+            // only the grow handler can, and only without a limit.
+            None => {
+                self.after_failure(layout, n <= self.managed_pages(), limit.is_none(), || {
+                    self.try_run(n, align_order, limit)
+                })?
+            }
         };
         Some(run)
     }
@@ -811,6 +983,7 @@ impl<P: Platform> Heap<P> {
                     k if kind::is_span(k) => Err(BadFree::WrongClass {
                         span_class: span::class_of_tag(m.tag()),
                     }),
+                    kind::CACHED => Err(BadFree::CachedPage),
                     _ => Err(BadFree::NotAllocated),
                 }
             }
@@ -833,15 +1006,15 @@ impl<P: Platform> Heap<P> {
             // SAFETY: the block lies in the early arena, so it came from it
             // with this layout (GlobalAlloc's contract).
             Err(BadFree::Foreign) if self.early.contains(ptr) => unsafe {
-                self.early.free(ptr, layout)
+                self.early_free(ptr, layout)
             },
             Err(why) => bad_free(addr, layout, why),
         }
     }
 
     fn release_run(&self, run: Run<'_>, n: u64) {
-        let guard = P::disable_interrupts();
-        self.pages.free(IrqOff::new(&guard), run, n);
+        let masked = IrqMasked::<P>::new();
+        self.pages.free(masked.token(), run, n);
     }
 
     /// Resizes a large block in place: shrinks always, grows if the pages
@@ -854,8 +1027,8 @@ impl<P: Platform> Heap<P> {
             Ok(run) => run,
             Err(why) => bad_free(addr, layout, why),
         };
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
         if new_n <= old_n {
             if new_n < old_n {
                 self.pages.shrink(irq, run, old_n, new_n);
@@ -954,44 +1127,54 @@ impl<P: Platform> Heap<P> {
     /// cache, or claimed) or the page heap is out of pages.
     fn alloc_page_cached(&self) -> Option<VirtAddr> {
         let cache = self.cache(P::cpu_id())?;
-        if !cache.try_claim::<P>() {
+        let Some(claimed) = cache.claim::<P>() else {
             cache.count_fallback();
             return None;
-        }
+        };
         P::cache_claimed();
-        let page = match cache.pop_page() {
+        let page = match claimed.pop_page() {
             Some(page) => Some(page),
             None => {
-                let guard = P::disable_interrupts();
-                cache.refill_pages(IrqOff::new(&guard), &self.pages)
+                let masked = IrqMasked::<P>::new();
+                let irq = masked.token();
+                self.drain_if_requested(&claimed, irq);
+                claimed.refill_pages(irq, &self.pages)
             }
         };
-        cache.release();
+        drop(claimed);
         let page = page?;
-        // The page is ours now: mark it live, so that its free is accepted.
-        if let Some(m) = self.pages.meta_of(page) {
-            m.b.store(0, Ordering::Relaxed);
+        // The page is ours now: a live one-page run again, whose free is
+        // accepted.
+        match self.pages.meta_of(page) {
+            Some(m) if m.change_kind(kind::CACHED, kind::RUN) => Some(page),
+            _ => unreachable!("strata: page {page} on a CPU's page list is not marked as cached"),
         }
-        Some(page)
     }
 
     /// Frees the checked one-page run `run` at `addr`: onto this CPU's page
-    /// list, or to the page heap if the list cannot be used.
+    /// list, or to the page heap if the list cannot be used. The page's
+    /// kind changes from `RUN` to `CACHED` by one compare-exchange, so of
+    /// two frees of one page racing on two CPUs (or through `dealloc` and
+    /// `free_pages`) exactly one succeeds and the other panics.
     #[track_caller]
     fn free_page(&self, run: Run<'_>, addr: VirtAddr) {
         let m = run.region.meta(run.index);
-        if m.b.load(Ordering::Relaxed) == CACHED_PAGE {
-            bad_page_free(addr, 1, BadFree::CachedPage);
-        }
         if let Some(cache) = self.cache(P::cpu_id()) {
-            if cache.try_claim::<P>() {
+            if let Some(claimed) = cache.claim::<P>() {
                 P::cache_claimed();
-                m.b.store(CACHED_PAGE, Ordering::Relaxed);
-                if !cache.push_page(addr) {
-                    let guard = P::disable_interrupts();
-                    cache.flush_pages_and_push(IrqOff::new(&guard), &self.pages, addr);
+                if !m.change_kind(kind::RUN, kind::CACHED) {
+                    bad_page_free(addr, 1, BadFree::CachedPage);
                 }
-                cache.release();
+                if !claimed.push_page(addr) {
+                    let masked = IrqMasked::<P>::new();
+                    let irq = masked.token();
+                    if self.drain_if_requested(&claimed, irq) {
+                        let pushed = claimed.push_page(addr);
+                        debug_assert!(pushed, "a drained page list has room");
+                    } else {
+                        claimed.flush_pages_and_push(irq, &self.pages, addr);
+                    }
+                }
                 return;
             }
             cache.count_fallback();
@@ -1001,32 +1184,73 @@ impl<P: Platform> Heap<P> {
 
     // ---- maintenance -----------------------------------------------------------
 
-    /// Gives every object cached by CPU `cpu` back to the central lists (a
-    /// CPU going offline). Returns `false` if `cpu` has no cache.
+    /// Gives every object and page cached by CPU `cpu` back to the central
+    /// lists and the page heap (a CPU going offline, memory pressure).
+    /// Never waits, and is safe from any context: another thread, an
+    /// interrupt handler, a CPU draining itself.
     ///
-    /// Must not run while CPU `cpu` is inside the allocator, unless it is
-    /// called on that CPU; it waits for the cache to be released.
+    /// It drains at once when it can claim the cache from here: its own
+    /// CPU's cache unless the context it interrupted is using it, and on a
+    /// preemptive platform another CPU's cache that is not in use. On a
+    /// [`NON_PREEMPTIVE`](Platform::NON_PREEMPTIVE) platform another CPU's
+    /// cache cannot be claimed safely (its owner claims with a plain load
+    /// and store); then, and when the cache is in use, it marks the cache
+    /// and returns [`Drain::Requested`]: the owner drains it on its next
+    /// refill or flush. For a CPU that will not allocate again (offline),
+    /// use [`drain_stopped_cpu`](Self::drain_stopped_cpu).
     ///
     /// # Time Complexity
     /// O(cached objects × regions).
-    pub fn drain_cpu(&self, cpu: usize) -> bool {
+    pub fn drain_cpu(&self, cpu: usize) -> Drain {
         let Some(cache) = self.cache(cpu) else {
-            return false;
+            return Drain::NoCache;
         };
-        while !cache.try_claim_atomic() {
-            core::hint::spin_loop();
+        match self.claim_from_here(cache, cpu) {
+            Some(claimed) => {
+                self.drain_claimed(claimed);
+                Drain::Drained
+            }
+            None => {
+                cache.request_drain();
+                Drain::Requested
+            }
         }
-        self.drain_claimed(cache);
-        true
     }
 
-    /// Gives a cache's objects back to the central lists and releases the
-    /// claim the caller took on it.
-    fn drain_claimed(&self, cache: &CpuCache) {
-        let guard = P::disable_interrupts();
-        cache.drain(IrqOff::new(&guard), &self.central, &self.pages);
-        drop(guard);
-        cache.release();
+    /// Drains the cache of CPU `cpu`, which is stopped, from another CPU,
+    /// on any platform: what a kernel calls when it takes a CPU offline.
+    /// Returns [`Drain::Requested`] only if the cache is claimed, which
+    /// under the contract below means the CPU stopped inside the allocator.
+    ///
+    /// # Safety
+    /// CPU `cpu` runs no allocator code (no allocation, free or interrupt
+    /// handler that allocates) from the call until it returns: it is
+    /// offline, or parked in a loop with interrupts masked. Its earlier
+    /// allocator calls happen-before this call (it announced that it
+    /// stopped with a Release store or a lock that the caller then
+    /// observed).
+    ///
+    /// # Time Complexity
+    /// O(cached objects × regions).
+    pub unsafe fn drain_stopped_cpu(&self, cpu: usize) -> Drain {
+        let Some(cache) = self.cache(cpu) else {
+            return Drain::NoCache;
+        };
+        match cache.claim_atomic() {
+            Some(claimed) => {
+                self.drain_claimed(claimed);
+                Drain::Drained
+            }
+            None => Drain::Requested,
+        }
+    }
+
+    /// Gives a claimed cache's objects back to the central lists; the
+    /// claim is released when `claimed` drops.
+    fn drain_claimed(&self, claimed: Claimed<'_>) {
+        let masked = IrqMasked::<P>::new();
+        let _ = claimed.take_drain_request();
+        claimed.drain(masked.token(), &self.central, &self.pages);
     }
 
     /// Gives every empty span back to the page heap (memory pressure).
@@ -1037,16 +1261,16 @@ impl<P: Platform> Heap<P> {
     pub fn reclaim(&self) -> u64 {
         let mut freed = 0;
         for central in &self.central {
-            let guard = P::disable_interrupts();
-            freed += central.reclaim(IrqOff::new(&guard), &self.pages);
+            let masked = IrqMasked::<P>::new();
+            freed += central.reclaim(masked.token(), &self.pages);
         }
         freed
     }
 
     /// A snapshot of the heap's counters; see [`HeapStats`].
     pub fn stats(&self) -> HeapStats {
-        let guard = P::disable_interrupts();
-        let irq = IrqOff::new(&guard);
+        let masked = IrqMasked::<P>::new();
+        let irq = masked.token();
         let pages = self.pages.stats(irq);
         let mut s = HeapStats {
             pages,
@@ -1056,7 +1280,7 @@ impl<P: Platform> Heap<P> {
             ..HeapStats::default()
         };
         for (i, c) in self.central.iter().enumerate() {
-            s.classes[i] = c.stats();
+            s.classes[i] = c.stats(irq);
         }
         for cpu in 0..s.cpus {
             let st = self.cache(cpu).map(|c| c.stats()).unwrap_or_default();
@@ -1084,8 +1308,8 @@ impl<P: Platform> Heap<P> {
     /// # Panics
     /// On the first violation.
     pub fn check(&self) {
-        let guard = P::disable_interrupts();
-        self.pages.check(IrqOff::new(&guard));
+        let masked = IrqMasked::<P>::new();
+        self.pages.check(masked.token());
     }
 }
 

@@ -48,7 +48,6 @@ extern crate std;
 
 use crate::addr::{PhysAddr, PhysRange, PAGE_SIZE};
 use crate::buddy::MAX_REGIONS;
-use crate::error::HeapError;
 use crate::heap::Heap;
 use crate::platform::Platform;
 use crate::stats::HeapStats;
@@ -288,13 +287,7 @@ impl HostHeap {
             // SAFETY: the chunk is fresh private memory, mapped read-write
             // at its own address (offset 0), and stays mapped for as long as
             // the heap lives (unmapped only in `drop`).
-            match unsafe { self.heap.init(0, HOST_CPUS, &[range]) } {
-                // Without room for the caches the heap still works, on its
-                // central path; the chunk is at least HOST_CHUNK_MIN, so
-                // this does not happen in practice.
-                Ok(()) | Err(HeapError::OutOfMemory) => true,
-                Err(_) => false,
-            }
+            unsafe { self.heap.init(0, HOST_CPUS, &[range]) }.is_ok()
         } else {
             // SAFETY: as above; the chunk overlaps no earlier one (the OS
             // never maps one address twice).

@@ -231,7 +231,7 @@ pub use central::ClassStats;
 pub use cpu_cache::CpuStats;
 pub use debug::DebugFlags;
 pub use error::HeapError;
-pub use heap::{GrowHandler, Heap, PageAllocation, PageRequest};
+pub use heap::{Drain, GrowHandler, Heap, InitReport, PageAllocation, PageRequest, CACHE_SHARE};
 #[cfg(all(feature = "std", unix))]
 pub use host::{HostCpus, HostHeap};
 #[cfg(feature = "std")]

@@ -74,18 +74,38 @@ impl Platform for SingleCpu {
     fn disable_interrupts() {}
 }
 
+/// Interrupts masked on the calling CPU through the platform's guard, for
+/// as long as this value lives: the only source of [`IrqOff`] tokens.
+pub(crate) struct IrqMasked<P: Platform>(#[allow(dead_code)] P::IrqGuard);
+
+impl<P: Platform> IrqMasked<P> {
+    /// Masks interrupts on the calling CPU until the value drops.
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        IrqMasked(P::disable_interrupts())
+    }
+
+    /// A token proving the mask, valid while `self` lives.
+    #[inline(always)]
+    pub(crate) fn token(&self) -> IrqOff<'_> {
+        IrqOff(core::marker::PhantomData)
+    }
+}
+
 /// A token proving that interrupts are masked on this CPU (or that the
 /// platform needs no masking) for as long as it lives.
 ///
-/// Layers below the façade take one wherever they take a spin lock, so the
-/// type system shows which code runs under the interrupt guard.
+/// It can only be had from an [`IrqMasked`], and every spin lock in the
+/// crate is an [`IrqLock`](crate::sync::IrqLock), whose `lock` takes one:
+/// so no code can take a lock with interrupts enabled, and an interrupt
+/// handler can never spin on a lock that the code it interrupted holds.
 #[derive(Copy, Clone)]
 pub(crate) struct IrqOff<'g>(core::marker::PhantomData<&'g ()>);
 
-impl<'g> IrqOff<'g> {
-    /// The token for as long as `guard` lives.
-    #[inline(always)]
-    pub(crate) fn new<G>(_guard: &'g G) -> Self {
+impl IrqOff<'static> {
+    /// A token for unit tests, which run without interrupts.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
         IrqOff(core::marker::PhantomData)
     }
 }

@@ -20,13 +20,66 @@
 //!                                                          in the free objects)
 //! ```
 //!
-//! * `carved` objects have ever been handed out; those above it were never
-//!   touched, so a fresh span costs no writes to its memory.
-//! * `free` heads a list of returned objects, linked through the first two
-//!   bytes of each free object as a `u16` object index. A link is checked
+//! * `carved` objects have been handed out since the span was made or last
+//!   reset; those above it were not touched since. An object is carved when
+//!   a batch takes it, and its first word is written then (below), so a
+//!   fresh span costs one store per object handed out and nothing for the
+//!   rest.
+//! * `free` heads a list of returned objects, linked through the first
+//!   word (8 bytes, [`LINK_BYTES`]) of each free object: a `u64` whose low
+//!   16 bits are the next object's index and whose high 48 bits are the
+//!   object's check word (below). The word is always read and written as
+//!   a `u64`, so the layout holds on either byte order. A link is checked
 //!   against the object count before it is followed, so a stray write into
 //!   a freed object is reported, not followed.
 //! * `inuse` counts objects out of the span (in CPU caches or with users).
+//!
+//! # Double frees
+//!
+//! An object's check word is a hash of its address (48 bits, never 0).
+//! [`push`](Span::push) writes it with the link; [`pop_into`](Span::pop_into)
+//! clears the word when the object leaves the free list (it has just read
+//! the link there, so the line is in cache), and writes 0 there when it
+//! carves an object afresh. So every object handed out starts with a first
+//! word the heap wrote (0), never a check word left by an earlier life of
+//! the span or of the memory, and never bytes nobody wrote (which `push`
+//! could not read soundly). So:
+//!
+//! * An object whose first word is not its check word is not on the free
+//!   list: `push` reads one word it is about to write anyway, and compares.
+//! * An object whose first word is its check word is either on the free
+//!   list or a live object whose user stored that value. `push` then walks the free
+//!   list ([`is_free`](Span::is_free)'s walk, O(objects)) and panics with
+//!   `strata: double free of {addr}` only if the object is on it; user data
+//!   equal to the check word costs a walk, never a false report.
+//!
+//! The other way to know "on the free list" in O(1) is a bit per object,
+//! out of band; a span's only out-of-band state is its head page's
+//! 16-byte [`PageMeta`], which is full. Objects are at least 8 bytes, so
+//! the word fits in every one; the cost on the batch path
+//! ([`CentralList::give`](crate::central::CentralList::give)) is a
+//! multiply, a load, a compare and a predicted branch per object, the
+//! store being the link's store widened, and one store per object leaving
+//! the span in `pop_into`. Nothing is added to the CPU caches.
+//!
+//! What the default flags ([`DebugFlags::CHECK_FREES`] only) catch, then:
+//! a second free of an object that reaches the span while the object is
+//! still on its free list — after both copies left the CPU caches (a
+//! flush, a drain, or a free that took the central path) — panics when
+//! the second copy is pushed, which may be on another CPU and later than
+//! the second `dealloc`. A free of an object that was never handed out
+//! since its span was made or reset (above `carved`, or with no object
+//! out) panics as "never allocated". Not caught: a double free whose
+//! copies are both in CPU caches when one is handed out again (two users
+//! then share the object, and the span never sees a second free), or one
+//! where the object was allocated again before the second copy reached
+//! the span. [`DebugFlags::DOUBLE_FREE`] catches the double free at the
+//! second `dealloc` itself, looking in every CPU cache and in the span.
+//! The walk runs under the class lock, like the rest of `push`.
+//!
+//! [`LINK_BYTES`]: crate::debug::LINK_BYTES
+//! [`DebugFlags::CHECK_FREES`]: crate::DebugFlags::CHECK_FREES
+//! [`DebugFlags::DOUBLE_FREE`]: crate::DebugFlags::DOUBLE_FREE
 //!
 //! # Pointer → span
 //!
@@ -83,6 +136,29 @@ const_assert!(NUM_CLASSES <= FALLBACK as usize);
 const R: Ordering = Ordering::Relaxed;
 /// End of a span's free list.
 const NIL16: u16 = u16::MAX;
+
+/// The bits of a free object's first word that hold its free-list link;
+/// the others hold its check word.
+const LINK_MASK: u64 = 0xffff;
+// The word is what the debug checks leave alone in a free object.
+const_assert!(core::mem::size_of::<u64>() == crate::debug::LINK_BYTES);
+// Every object holds the word, aligned.
+const_assert!(CLASS_TABLE[0].size as usize >= core::mem::size_of::<u64>());
+
+/// The check word of the object at `obj`: the high 48 bits of the address
+/// times an odd constant (Fibonacci hashing), with bit 16 set so that a
+/// cleared word (0) never matches. The link bits are 0.
+#[inline(always)]
+fn check_word(obj: VirtAddr) -> u64 {
+    ((obj.as_usize() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | (LINK_MASK + 1)) & !LINK_MASK
+}
+
+/// The free-list link in a free object's first word, read as a `u64` (so
+/// the link is its low 16 bits on either byte order).
+#[inline(always)]
+fn link_of(word: u64) -> u16 {
+    (word & LINK_MASK) as u16
+}
 
 /// The constants of the free check, per class; see "Pointer → span" in
 /// the [module docs](self). One array per field, each of full width: every
@@ -206,7 +282,11 @@ impl<'a> Span<'a> {
 
     /// Clears the tags of the span's later pages; the page heap clears the
     /// first when it takes the run back.
+    ///
+    /// # Time Complexity
+    /// O(pages).
     pub(crate) fn retire(self) -> Run<'a> {
+        debug_assert_eq!(self.inuse(), 0);
         let order = self.info().span_order;
         for i in 1..1u64 << order {
             self.region.meta(self.index + i).set_tag(kind::UNUSED, 0);
@@ -283,8 +363,15 @@ impl<'a> Span<'a> {
             let obj = base.add(free as usize * size);
             // SAFETY: `free` is a checked index of a free object of this
             // span: span memory is mapped and owned by the heap while the
-            // object is free, and objects are at least 8-byte aligned.
-            let next = unsafe { obj.as_mut_ptr::<u16>().read() };
+            // object is free, and objects are 8-byte aligned and at least
+            // 8 bytes long. The object leaves the free list: clearing its
+            // word removes its check word (the line is already loaded).
+            let next = unsafe {
+                let word = obj.as_mut_ptr::<u64>();
+                let next = link_of(word.read());
+                word.write(0);
+                next
+            };
             if next != NIL16 && next >= info.objects {
                 corrupted_free_list(base, info.size, obj, next);
             }
@@ -295,7 +382,14 @@ impl<'a> Span<'a> {
         let carved = head.carved.load(R);
         let fresh = (out.len() - n).min((info.objects - carved) as usize);
         for (k, slot) in out[n..n + fresh].iter_mut().enumerate() {
-            *slot = base.add((carved as usize + k) * size);
+            let obj = base.add((carved as usize + k) * size);
+            // SAFETY: a never-carved object of this span, owned by the heap
+            // until handed out; see above for alignment and size. Its word
+            // is cleared so that whatever the span's memory held before (a
+            // check word of an earlier span here, or bytes never written)
+            // is never read as the object's check word when it comes back.
+            unsafe { obj.as_mut_ptr::<u64>().write(0) };
+            *slot = obj;
         }
         n += fresh;
         head.free.store(free, R);
@@ -308,6 +402,15 @@ impl<'a> Span<'a> {
     /// to the span's free list. Returns whether every object was out before
     /// (the span was full) and whether none is now (it is empty), the two
     /// cases in which the central list moves the span.
+    ///
+    /// # Panics
+    /// If the object was never handed out since the span was made or
+    /// reset, or is already on the free list (a double free; see "Double
+    /// frees" in the [module docs](self)).
+    ///
+    /// # Time Complexity
+    /// O(1), unless the object's first word holds its check word: then
+    /// O(objects), one walk of the free list.
     #[inline]
     pub(crate) fn push(&self, info: &ClassInfo, obj: VirtAddr, index: u16) -> (bool, bool) {
         let head = self.head();
@@ -315,9 +418,15 @@ impl<'a> Span<'a> {
         if index >= head.carved.load(R) || inuse == 0 {
             never_allocated(obj, info.size);
         }
+        let check = check_word(obj);
+        let word = obj.as_mut_ptr::<u64>();
         // SAFETY: the object belongs to this span and was just returned, so
-        // the heap owns its bytes; see `pop_into` for alignment.
-        unsafe { obj.as_mut_ptr::<u16>().write(head.free.load(R)) };
+        // the heap owns its bytes; see `pop_into` for alignment and size.
+        if unsafe { word.read() } & !LINK_MASK == check {
+            self.confirm_not_free(info, obj, index);
+        }
+        // SAFETY: as above.
+        unsafe { word.write(check | head.free.load(R) as u64) };
         head.free.store(index, R);
         head.inuse.store(inuse - 1, R);
         (inuse == info.objects, inuse == 1)
@@ -328,33 +437,53 @@ impl<'a> Span<'a> {
     /// # Time Complexity
     /// O(objects).
     pub(crate) fn is_free(&self, offset: PhysOffset, index: u16) -> bool {
-        let head = self.head();
-        if index >= head.carved.load(R) {
+        if index >= self.head().carved.load(R) {
             return true;
         }
-        let info = self.info();
-        let base = self.base(offset);
-        let mut i = head.free.load(R);
+        self.on_free_list(self.base(offset), self.info(), index)
+    }
+
+    /// Whether object `index` of this span (at `base`, of geometry `info`)
+    /// is on the free list.
+    ///
+    /// # Time Complexity
+    /// O(objects).
+    fn on_free_list(&self, base: VirtAddr, info: &ClassInfo, index: u16) -> bool {
+        let mut i = self.head().free.load(R);
         let mut steps = 0;
         while i != NIL16 && steps <= info.objects {
             if i == index {
                 return true;
             }
-            // SAFETY: `i` is a checked index of a free object of this span.
-            i = unsafe {
-                base.add(i as usize * info.size as usize)
-                    .as_mut_ptr::<u16>()
-                    .read()
-            };
+            let obj = base.add(i as usize * info.size as usize);
+            // SAFETY: `i` is a checked index of a free object of this span;
+            // see `pop_into`.
+            i = link_of(unsafe { obj.as_mut_ptr::<u64>().read() });
             if i != NIL16 && i >= info.objects {
-                corrupted_free_list(base, info.size, base, i);
+                corrupted_free_list(base, info.size, obj, i);
             }
             steps += 1;
         }
         false
     }
 
-    /// Resets an empty span's free list so objects are carved afresh.
+    /// [`push`](Self::push) found the check word in object `index` (at
+    /// `obj`): panics if the object is on the free list (a double free);
+    /// otherwise the word is the user's data, and the push goes on.
+    #[cold]
+    #[inline(never)]
+    fn confirm_not_free(&self, info: &ClassInfo, obj: VirtAddr, index: u16) {
+        let base = VirtAddr::new(obj.as_usize() - index as usize * info.size as usize);
+        if self.on_free_list(base, info, index) {
+            double_free(obj, info.size);
+        }
+    }
+
+    /// Resets an empty span's free list so objects are carved afresh (in
+    /// address order; `pop_into` clears each one's word as it carves it).
+    ///
+    /// # Time Complexity
+    /// O(1).
     pub(crate) fn reset(&self) {
         let head = self.head();
         debug_assert_eq!(head.inuse.load(R), 0);
@@ -518,6 +647,7 @@ impl<'a> Span<'a> {
                 span_class: class_of_tag(tag),
             },
             kind::RUN | kind::INTERNAL => BadFree::IsRun,
+            kind::CACHED => BadFree::CachedPage,
             _ => BadFree::NotAllocated,
         }
     }
@@ -544,6 +674,15 @@ fn corrupted_free_list(span: VirtAddr, size: u32, obj: VirtAddr, link: u16) -> !
 #[inline(never)]
 pub(crate) fn no_longer_valid(obj: VirtAddr, why: BadFree) -> ! {
     panic!("strata: cached object {obj} is no longer valid: {why:?}")
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(obj: VirtAddr, size: u32) -> ! {
+    panic!(
+        "strata: double free of {obj}: this {size}-byte object is already free in its span \
+         (found when a second copy of it came back to the span)"
+    )
 }
 
 #[cold]

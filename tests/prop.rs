@@ -350,6 +350,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reclaim),
         1 => (0usize..(1 << 20), 0usize..(256 << 10)).prop_map(|(start, len)| Op::AddRegion { start, len }),
         1 => (byte_size(), align).prop_map(|(size, align_log2)| Op::Nested { size, align_log2 }),
+        1 => Just(Op::NestedDrain),
+        1 => (any::<u32>(), any::<u8>(), cpu()).prop_map(|(pick, how, cpu)| Op::Refused { pick, how, cpu }),
     ]
 }
 
@@ -462,7 +464,7 @@ fn threads_free_each_others_blocks_and_every_page_returns() {
         drop(txs);
     });
     for cpu in 0..2 {
-        assert!(heap.drain_cpu(cpu));
+        assert!(heap.drain_cpu(cpu).is_drained());
     }
     heap.reclaim();
     heap.check();

@@ -106,7 +106,7 @@ fn align_log2(u: &mut Unstructured<'_>) -> Result<u8> {
 }
 
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
-    Ok(match u.int_in_range(0..=31u8)? {
+    Ok(match u.int_in_range(0..=33u8)? {
         0..=9 => Op::Alloc {
             size: size(u)?,
             align_log2: align_log2(u)?,
@@ -164,6 +164,12 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
             },
         },
         30 => Op::Check,
+        31 => Op::NestedDrain,
+        32 => Op::Refused {
+            pick: u.arbitrary()?,
+            how: u.arbitrary()?,
+            cpu: cpu(u)?,
+        },
         _ => Op::Nested {
             size: size(u)?,
             align_log2: align_log2(u)?,
