@@ -13,6 +13,8 @@ const PAGE: usize = 4096;
 pub struct Region {
     base: *mut u8,
     len: usize,
+    /// Bytes allocated from the host: `len` rounded up to 2 MiB.
+    alloc_len: usize,
 }
 
 // SAFETY: a `Region` is plain memory owned by whoever holds it; the
@@ -28,7 +30,15 @@ impl Region {
             len > 0 && len.is_multiple_of(REGION_ALIGN),
             "region length {len} is not a multiple of 2 MiB"
         );
-        let layout = Layout::from_size_align(len, REGION_ALIGN).expect("region layout");
+        Self::of(len)
+    }
+
+    /// A region of any non-zero length: `len` bytes at the start of a
+    /// prefaulted, 2 MiB-aligned block (for heaps smaller than 2 MiB).
+    pub fn of(len: usize) -> Self {
+        assert!(len > 0, "empty region");
+        let alloc_len = len.next_multiple_of(REGION_ALIGN);
+        let layout = Layout::from_size_align(alloc_len, REGION_ALIGN).expect("region layout");
         // SAFETY: `layout` has a non-zero size.
         let base = unsafe { host::alloc(layout) };
         if base.is_null() {
@@ -40,7 +50,11 @@ impl Region {
             unsafe { base.add(off).write_volatile(0xa5) };
             off += PAGE;
         }
-        Region { base, len }
+        Region {
+            base,
+            len,
+            alloc_len,
+        }
     }
 
     /// First byte.
@@ -66,8 +80,8 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.len, REGION_ALIGN).expect("region layout");
-        // SAFETY: allocated in `new` with this layout.
+        let layout = Layout::from_size_align(self.alloc_len, REGION_ALIGN).expect("region layout");
+        // SAFETY: allocated in `of` with this layout.
         unsafe { host::dealloc(self.base, layout) }
     }
 }

@@ -208,10 +208,16 @@ mod imp {
                 PhysAddr::new(base as u64),
                 PhysAddr::new(end as u64),
             )];
+            // `STRATA_CPUS=n`: `max_cpus` for `init` (default MAX_CPUS), for
+            // the fill table's one-CPU rows.
+            let cpus = std::env::var("STRATA_CPUS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_CPUS);
             // SAFETY: the region is exclusively ours and outlives `h` (caller
             // contract); with offset 0 its virtual and "physical" addresses
             // coincide.
-            unsafe { h.0.init(0, MAX_CPUS, &ranges) }.expect("strata: Heap::init failed");
+            unsafe { h.0.init(0, cpus, &ranges) }.expect("strata: Heap::init failed");
             h
         }
     }
