@@ -726,18 +726,8 @@ fn step(
             fill(ptr, len, seed);
         }
         Op::FreePages { pick, cpu } => {
-            if model.pages.is_empty() {
-                return;
-            }
             set_cpu(cpu);
-            let b = model.pages.swap_remove(pick as usize % model.pages.len());
-            let Kind::Pages { phys, count } = b.kind else {
-                unreachable!()
-            };
-            verify(b.ptr, b.len, b.seed);
-            model.remove_addr(b.ptr);
-            // SAFETY: a live run of `count` pages, no longer used.
-            unsafe { heap.free_pages(PhysAddr::new(phys), count) };
+            free_picked_run(heap, model, pick);
         }
         Op::DrainCpu(cpu) => {
             let id = cpu.resolve(config.max_cpus);
@@ -817,6 +807,23 @@ fn step(
     }
 }
 
+/// Frees the live page run that `pick` chooses (checking its contents)
+/// and returns it; `None` if there is none.
+fn free_picked_run(heap: &Heap<OpCpu>, model: &mut Model, pick: u32) -> Option<Block> {
+    if model.pages.is_empty() {
+        return None;
+    }
+    let b = model.pages.swap_remove(pick as usize % model.pages.len());
+    let Kind::Pages { phys, count } = b.kind else {
+        unreachable!()
+    };
+    verify(b.ptr, b.len, b.seed);
+    model.remove_addr(b.ptr);
+    // SAFETY: a live run of `count` pages, no longer used.
+    unsafe { heap.free_pages(PhysAddr::new(phys), count) };
+    Some(b)
+}
+
 /// [`Op::Refused`].
 fn refuse(
     heap: &Heap<OpCpu>,
@@ -867,17 +874,12 @@ fn refuse(
             verify(b.ptr, b.len, b.seed);
         }
         3 | 4 => {
-            if model.pages.is_empty() {
+            let Some(b) = free_picked_run(heap, model, pick) else {
                 return;
-            }
-            let b = model.pages.swap_remove(pick as usize % model.pages.len());
+            };
             let Kind::Pages { phys, count } = b.kind else {
                 unreachable!()
             };
-            verify(b.ptr, b.len, b.seed);
-            model.remove_addr(b.ptr);
-            // SAFETY: a live run of `count` pages, no longer used.
-            unsafe { heap.free_pages(PhysAddr::new(phys), count) };
             let after_free = heap.stats().free_pages();
             let panicked = if how % 6 == 3 {
                 // SAFETY: refused (the test's point).
