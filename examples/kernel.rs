@@ -23,7 +23,7 @@
 //! * `Box`, `Vec`, `BTreeMap`, `String` once `init` returns;
 //! * the page API: a zeroed page-table page, a trampoline page below 1 MiB
 //!   for the application processors, a 2 MiB-aligned DMA buffer below 4 GiB;
-//! * CPU bring-up and take-down (`drain_cpu`), memory pressure (`reclaim`)
+//! * CPU bring-up and take-down (`drain_stopped_cpu`), memory pressure (`reclaim`)
 //!   and the statistics table on the serial console.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 

@@ -126,9 +126,13 @@
 //!     let _ = writeln!(console, "pml4 at {} (mapped at {})", pml4.phys, pml4.virt);
 //!     # let _ = (trampoline, dma, ready);
 //!
-//!     // On memory pressure, and when a CPU goes offline:
+//!     // On memory pressure: empty spans back to the page heap, and this
+//!     // CPU's cache drained (never waits; see `Drain`).
 //!     HEAP.reclaim();
-//!     HEAP.drain_cpu(3);
+//!     let _ = HEAP.drain_cpu(0);
+//!     // When CPU 3 has gone offline (parked, and said so):
+//!     // SAFETY: CPU 3 runs no allocator code any more.
+//!     let _ = unsafe { HEAP.drain_stopped_cpu(3) };
 //!     // The statistics print as a table.
 //!     let _ = writeln!(console, "{}", HEAP.stats());
 //! }
